@@ -1,0 +1,32 @@
+# The two commands of the README. Both create .venv and install on first use; a second run installs
+# nothing (the stamp file is newer than pyproject.toml) and starts at once.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.p53radiomics-installed
+OUT ?= demo_output
+
+.PHONY: demo test lint install clean-venv
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/p53radiomics demo --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check p53radiomics tests benchmarks examples
+
+clean-venv:
+	rm -rf $(VENV)
