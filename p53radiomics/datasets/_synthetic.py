@@ -1,0 +1,340 @@
+"""A synthetic three-phase DCE-MRI cohort that behaves like the study's.
+
+No patient data may be shipped, so the demo, the examples and the tests run on this cohort. Each
+patient has an arterial (AP), portal venous (PVP) and delayed (DP) 3D volume with a liver, a spleen,
+the aorta and portal vein, and one tumour whose appearance follows its clinical variables:
+
+- size and shape: an ellipsoid whose largest diameter is ``ltd``, with a lobulated outline;
+- arterial phase: diffuse hyperenhancement, or rim enhancement with a hypo-enhancing core when
+  ``rim_aphe``;
+- portal venous and delayed phases: washout (non-peripheral, peripheral or none), an enhancing
+  capsule when ``capsule``, delayed central enhancement, a necrotic core in some large tumours;
+- internal texture: a Gaussian random field whose amplitude and correlation length are slightly
+  larger in P53-mutated tumours (distributions that overlap widely), so radiomics and a CNN find a
+  real but weak signal;
+- the phases are acquired in separate breath-holds: each phase (and its mask) is shifted by about a
+  millimetre from the others.
+
+Several simulated scanners differ in voxel spacing, intensity scale and offset, noise (Rician) and a
+smooth multiplicative bias field, so that N4 correction, resampling, normalisation and harmonisation
+matter as they did in the study (seven 1.5 T and 3 T scanners).
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from joblib import Parallel, delayed
+from scipy.ndimage import gaussian_filter
+
+from ._clinical import STUDY_PREVALENCE, draw_clinical
+
+__all__ = ["SCANNERS", "Scanner", "make_synthetic_cohort"]
+
+PHASES = ("ap", "pvp", "dp")
+LABEL_COLUMN = "p53"
+
+# Field of view (x, y, z) in mm: the upper abdomen around the liver.
+_FOV = np.array([176.0, 160.0, 112.0])
+
+
+@dataclass(frozen=True)
+class Scanner:
+    """Acquisition settings of one simulated scanner.
+
+    Parameters
+    ----------
+    name : str
+        Written in the ``scanner`` column.
+    spacing : tuple of float
+        Voxel spacing (x, y, z) in mm.
+    scale : float
+        Grey value of unit signal (the liver in the arterial phase).
+    offset : float
+        Added to every voxel.
+    noise : float
+        Noise standard deviation, as a fraction of `scale`.
+    bias : float
+        Strength of the multiplicative bias field: the log field spans about ``[-bias, bias]``.
+    """
+
+    name: str
+    spacing: tuple
+    scale: float
+    offset: float
+    noise: float
+    bias: float
+
+
+#: The simulated scanners; the first `n_scanners` are used.
+SCANNERS = (
+    Scanner("S1", (1.875, 1.875, 5.0), 900.0, 40.0, 0.035, 0.25),
+    Scanner("S2", (1.5, 1.5, 4.0), 1400.0, 0.0, 0.025, 0.15),
+    Scanner("S3", (2.0, 2.0, 6.0), 350.0, 20.0, 0.05, 0.35),
+    Scanner("S4", (1.6, 1.6, 3.0), 2200.0, 100.0, 0.03, 0.20),
+    Scanner("S5", (2.2, 2.2, 5.0), 600.0, 0.0, 0.06, 0.30),
+    Scanner("S6", (1.4, 1.4, 4.5), 1100.0, 60.0, 0.04, 0.40),
+    Scanner("S7", (1.8, 1.8, 3.5), 1800.0, 0.0, 0.045, 0.18),
+)
+
+# Relative enhancement of each structure per phase (AP, PVP, DP).
+_BODY = (0.55, 0.62, 0.60)
+_LIVER = (1.0, 1.5, 1.35)
+_SPLEEN = (1.35, 1.45, 1.3)
+_AORTA = (3.0, 1.8, 1.4)
+_PORTAL = (0.9, 2.1, 1.5)
+_TEXTURE_PHASE_GAIN = (1.0, 0.8, 0.7)
+
+
+def _grid(shape, spacing, shift):
+    """Physical coordinates (mm, centred on the field of view) of voxel centres, numpy order z, y, x."""
+    axes = [(np.arange(n) + 0.5) * s - n * s / 2.0 - d for n, s, d in zip(shape, spacing, shift, strict=True)]
+    return np.meshgrid(*axes, indexing="ij", sparse=True)
+
+
+def _ellipsoid(z, y, x, centre, radii):
+    cz, cy, cx = centre
+    rz, ry, rx = radii
+    return ((z - cz) / rz) ** 2 + ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2
+
+
+def _tumour_geometry(rng, ltd):
+    """Centre (mm), semi-axes (mm), in-plane rotation and lobulation of one tumour."""
+    a = ltd / 2.0
+    radii = np.array([a * rng.uniform(0.7, 0.95), a * rng.uniform(0.8, 1.0), a])  # z, y, x; x largest
+    angle = rng.uniform(0, np.pi)
+    # Inside the right liver lobe (image left), kept within the field of view.
+    half = _FOV[::-1] / 2.0
+    centre = np.array([rng.uniform(-15, 15), rng.uniform(-20, 20), rng.uniform(-50, -15)])
+    centre = np.clip(centre, -half + radii.max() + 4, half - radii.max() - 4)
+    lobes = rng.normal(0, 0.06, size=6)
+    return centre, radii, angle, lobes
+
+
+def _tumour_radius(z, y, x, centre, radii, angle, lobes):
+    """Normalised radius rho (< 1 inside the tumour), with a lobulated outline."""
+    dz, dy, dx = z - centre[0], y - centre[1], x - centre[2]
+    c, s = math.cos(angle), math.sin(angle)
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    pz, py, px = dz / radii[0], v / radii[1], u / radii[2]
+    rho = np.sqrt(pz**2 + py**2 + px**2)
+    inv = 1.0 / np.maximum(rho, 1e-6)
+    nz, ny, nx = pz * inv, py * inv, px * inv
+    outline = 1.0 + lobes[0] * nx * ny + lobes[1] * ny * nz + lobes[2] * nx * nz + lobes[3] * (nx**2 - ny**2) + lobes[4] * nz**2 + lobes[5] * nx
+    return rho / outline
+
+
+def _render_phase(k, geo, patient, tumour, texture, liver_texture):
+    """Signal (before scanner effects) and mask of phase `k`."""
+    z, y, x = geo
+    signal = np.zeros(np.broadcast_shapes(z.shape, y.shape, x.shape), dtype=np.float32)
+
+    def full(region):
+        return np.broadcast_to(region, signal.shape)
+
+    body = full(((y / 75.0) ** 2 + (x / 86.0) ** 2) < 1.0)
+    signal[body] = _BODY[k]
+    liver = full(_ellipsoid(z, y, x, (0.0, -5.0, -28.0), (52.0, 62.0, 58.0)) < 1.0)
+    signal[liver] = _LIVER[k] * (1.0 + liver_texture[liver])
+    spleen = full(_ellipsoid(z, y, x, (5.0, 10.0, 58.0), (40.0, 32.0, 20.0)) < 1.0)
+    signal[spleen & body] = _SPLEEN[k]
+    signal[full(((y - 38.0) / 9.0) ** 2 + ((x - 12.0) / 9.0) ** 2 < 1.0)] = _AORTA[k]
+    signal[full(((y - 8.0) / 6.0) ** 2 + ((x + 8.0) / 6.0) ** 2 < 1.0) & liver] = _PORTAL[k]
+
+    rho = full(_tumour_radius(z, y, x, *tumour[:4]))
+    inside = rho < 1.0
+    if not inside.any():  # a tumour smaller than a voxel still marks its centre voxel
+        inside = rho <= rho.min()
+    liver_level = _LIVER[k]
+    rim = rho > 0.72
+    if k == 0:
+        level = np.where(rim, 1.9, 0.75) if patient["rim_aphe"] else np.full(rho.shape, 1.7)
+    else:
+        wash = patient["washout"]
+        low = 1.1 if k == 1 else 0.95
+        if wash == "nonperipheral":
+            level = np.full(rho.shape, low)
+        elif wash == "peripheral":
+            level = np.where(rim, low - 0.1, liver_level - 0.05)
+        else:
+            level = np.full(rho.shape, liver_level)
+        if k == 2 and patient["delayed_central_enhancement"]:
+            level = np.where(rho < 0.5, level + 0.5, level)
+        if patient["capsule"]:
+            shell = 2.5 / tumour[1].max()  # a 2.5-mm enhancing capsule inside the outline
+            level = np.where(rho > 1.0 - shell, 1.9 if k == 1 else 2.0, level)
+    if tumour[4]:  # necrotic core
+        level = np.where(rho < 0.35, 0.45, level)
+    level = level * (1.0 + _TEXTURE_PHASE_GAIN[k] * texture)
+    signal[inside] = level[inside]
+    return signal, inside
+
+
+def _render_patient(patient, scanner, voxel_scale, seed):
+    """The three phases of one patient: int16 arrays, uint8 masks and the image geometry."""
+    rng = np.random.default_rng(seed)
+    spacing_xyz = np.asarray(scanner.spacing) * voxel_scale
+    spacing = spacing_xyz[::-1]  # z, y, x
+    shape = tuple(int(max(8, round(f / s))) for f, s in zip(_FOV[::-1], spacing, strict=True))
+
+    centre, radii, angle, lobes = _tumour_geometry(rng, float(patient["ltd"]))
+    necrosis = patient["ltd"] > 50 and rng.random() < 0.5
+    tumour = (centre, radii, angle, lobes, necrosis)
+
+    # Texture: Gaussian random fields, unit variance, correlation length in mm.
+    mutated = patient[LABEL_COLUMN] == 1
+    amplitude = max(0.02, rng.normal(0.16 if mutated else 0.12, 0.04))
+    corr_mm = max(1.0, rng.normal(3.0 if mutated else 2.5, 0.6))
+
+    def field(corr):
+        white = rng.standard_normal(shape).astype(np.float32)
+        smooth = gaussian_filter(white, sigma=np.maximum(corr / spacing, 0.3))
+        return smooth / max(float(smooth.std()), 1e-6)
+
+    texture = amplitude * field(corr_mm)
+    liver_texture = 0.04 * field(4.0)
+
+    # One bias field for the three phases (same coil): exp of a random low-order polynomial.
+    z, y, x = _grid(shape, spacing, (0.0, 0.0, 0.0))
+    nz, ny, nx = z / (_FOV[2] / 2), y / (_FOV[1] / 2), x / (_FOV[0] / 2)
+    terms = [nx, ny, nz, nx * ny, nx**2 - 0.33, ny**2 - 0.33, ny * nz]
+    coef = rng.normal(size=len(terms))
+    poly = sum(c * t for c, t in zip(coef, terms, strict=True))
+    poly = poly / np.abs(poly).max()
+    strength = scanner.bias * rng.uniform(0.7, 1.3)
+    bias = np.exp(strength * poly).astype(np.float32)
+
+    images, masks = [], []
+    for k in range(len(PHASES)):
+        shift = rng.normal(0.0, 1.0, size=3)  # breath-hold misregistration, mm
+        geo = _grid(shape, spacing, shift)
+        signal, inside = _render_phase(k, geo, patient, tumour, texture, liver_texture)
+        signal = gaussian_filter(signal, sigma=0.5)  # point-spread function
+        sigma = scanner.noise
+        noisy = np.hypot(signal * bias + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
+        values = np.clip(np.round(noisy * scanner.scale + scanner.offset), 0, 32767).astype(np.int16)
+        images.append(values)
+        masks.append(inside.astype(np.uint8))
+    origin = tuple(float(-n * s / 2.0 + s / 2.0) for n, s in zip(shape[::-1], spacing_xyz, strict=True))
+    return images, masks, tuple(float(s) for s in spacing_xyz), origin
+
+
+def _write(array, spacing, origin, path):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    sitk.WriteImage(image, str(path), True, 1)
+
+
+def _make_patient(directory, pid, patient, scanner, voxel_scale, seed):
+    images, masks, spacing, origin = _render_patient(patient, scanner, voxel_scale, seed)
+    cells = {}
+    for phase, image, mask in zip(PHASES, images, masks, strict=True):
+        for column, array in ((phase, image), (f"{phase}_mask", mask)):
+            relative = f"images/{pid}_{column}.nii.gz"
+            _write(array, spacing, origin, directory / relative)
+            cells[column] = relative
+    return cells
+
+
+def make_synthetic_cohort(
+    directory,
+    n_patients=320,
+    random_state=0,
+    *,
+    n_scanners=7,
+    voxel_scale=1.0,
+    prevalence=STUDY_PREVALENCE,
+    n_jobs=None,
+    verbose=0,
+):
+    """Write a synthetic three-phase DCE-MRI cohort and return its cohort table and labels.
+
+    Per patient: arterial, portal venous and delayed phase volumes and a tumour mask per phase
+    (NIfTI, ``.nii.gz``), and a row of clinical variables drawn to match the study's Table 1 by
+    class, with Table 2's associations (LTD and rim-APHE the independent predictors). The tumour's
+    appearance follows its variables and its texture differs weakly by class; simulated scanners
+    differ in spacing, intensity scale, noise and bias field. See the module's documentation and
+    the user guide for the generative model.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Folder to write into (created if needed): ``cohort.csv`` and ``images/``. Existing files of
+        the same names are overwritten.
+    n_patients : int, default=320
+        Number of patients (the study's 320).
+    random_state : int, default=0
+        Seed. The same seed gives byte-identical files, whatever `n_jobs`.
+    n_scanners : int, default=7
+        How many of the simulated :data:`SCANNERS` to use (1 to 7; the study had seven).
+    voxel_scale : float, default=1.0
+        Multiplies every scanner's voxel spacing: 2.0 gives volumes with 8 times fewer voxels, for
+        test cohorts generated in seconds. The field of view and tumour sizes stay the same.
+    prevalence : float, default=183/320
+        Fraction of P53-mutated patients in expectation.
+    n_jobs : int, default=None
+        Patients generated in parallel (joblib; ``None`` means 1, ``-1`` all cores).
+    verbose : int, default=0
+        joblib's progress messages.
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        The cohort table, indexed by ``patient_id``: columns ``ap, ap_mask, pvp, pvp_mask, dp,
+        dp_mask`` (absolute paths) and the clinical columns ``age, gender, afp, cea, ca199,
+        edmondson_grade, mvi, ltd, rim_aphe, washout, delayed_central_enhancement, capsule,
+        scanner``.
+    y : pandas.Series
+        ``p53`` labels (1 = mutated), indexed like `X`. ``cohort.csv`` holds the same table with a
+        ``patient_id`` and a ``p53`` column and paths relative to its folder; read it back with
+        :func:`p53radiomics.io.read_cohort_csv` (``label="p53"``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=4, voxel_scale=3.0)
+    >>> X.shape, y.name
+    ((4, 19), 'p53')
+    >>> X.columns[:6].tolist()
+    ['ap', 'ap_mask', 'pvp', 'pvp_mask', 'dp', 'dp_mask']
+    """
+    if not isinstance(n_patients, int | np.integer) or n_patients < 1:
+        raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
+    if not 1 <= n_scanners <= len(SCANNERS):
+        raise ValueError(f"n_scanners must be between 1 and {len(SCANNERS)}, got {n_scanners!r}")
+    if not voxel_scale > 0:
+        raise ValueError(f"voxel_scale must be positive, got {voxel_scale!r}")
+    if not 0 < prevalence < 1:
+        raise ValueError(f"prevalence must lie strictly between 0 and 1, got {prevalence!r}")
+    directory = Path(directory)
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+
+    seeds = np.random.SeedSequence(random_state)
+    clinical_seed, scanner_seed, image_seed = seeds.spawn(3)
+    clinical, y = draw_clinical(n_patients, np.random.default_rng(clinical_seed), prevalence)
+    scanners = np.random.default_rng(scanner_seed).integers(0, n_scanners, n_patients)
+    ids = [f"P{i + 1:04d}" for i in range(n_patients)]
+    clinical.insert(len(clinical.columns), "scanner", [SCANNERS[s].name for s in scanners])
+    clinical.insert(0, "patient_id", ids)
+    clinical[LABEL_COLUMN] = y
+    patient_seeds = image_seed.spawn(n_patients)
+
+    rows = Parallel(n_jobs=n_jobs, verbose=verbose)(
+        delayed(_make_patient)(directory, pid, row, SCANNERS[s], voxel_scale, seed)
+        for pid, (_, row), s, seed in zip(ids, clinical.iterrows(), scanners, patient_seeds, strict=True)
+    )
+    paths = pd.DataFrame(rows)
+    table = pd.concat([clinical[["patient_id"]], paths, clinical.drop(columns="patient_id")], axis=1)
+    table.to_csv(directory / "cohort.csv", index=False, lineterminator="\n")
+
+    X = table.set_index("patient_id")
+    base = directory.resolve()
+    for column in paths.columns:
+        X[column] = [str(base / p) for p in X[column]]
+    y = X.pop(LABEL_COLUMN)
+    return X, y
