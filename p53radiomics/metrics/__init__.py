@@ -1,0 +1,29 @@
+"""Evaluation: ROC statistics (DeLong), the study's tables, decision curves and calibration.
+
+- :func:`roc_auc_ci`, :func:`delong_test`, :func:`youden_threshold`: ROC statistics, equal to
+  pROC's (DeLong's variance by the fast algorithm of Sun & Xu).
+- :func:`diagnostic_table`: accuracy, AUC (95% CI), sensitivity and specificity per model and
+  cohort, as the study's Tables 3-5.
+- :func:`logistic_odds_ratios`: univariable and multivariable odds ratios, as the study's Table 2.
+- :func:`net_benefit`: decision curves, equal to ``dcurves``.
+- :func:`calibration_summary`: calibration curve, slope, intercept and Brier score.
+- :func:`cohort_summary`: baseline characteristics by group, as the study's Table 1.
+"""
+
+from ._calibration import calibration_summary
+from ._cohort import cohort_summary
+from ._decision_curve import net_benefit
+from ._diagnostic_table import diagnostic_table
+from ._odds_ratios import logistic_odds_ratios
+from ._roc import delong_test, roc_auc_ci, youden_threshold
+
+__all__ = [
+    "calibration_summary",
+    "cohort_summary",
+    "delong_test",
+    "diagnostic_table",
+    "logistic_odds_ratios",
+    "net_benefit",
+    "roc_auc_ci",
+    "youden_threshold",
+]
