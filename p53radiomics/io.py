@@ -99,21 +99,21 @@ def phase_columns(X, phases=DEFAULT_PHASES):
     phases = _check_phases(phases)
     if not isinstance(X, pd.DataFrame):
         raise TypeError(f"the cohort table must be a pandas DataFrame, got {type(X).__name__}")
-    problems = []
+    problems = []  # (message, column): every missing column is reported at once
     result = []
     for phase in phases:
         if phase not in X.columns:
-            problems.append(f"unknown phase {phase!r}: no column {phase!r}")
+            problems.append((f"unknown phase {phase!r}: no column {phase!r}", phase))
             continue
         mask = f"{phase}_mask" if f"{phase}_mask" in X.columns else "mask"
         if mask not in X.columns:
-            problems.append(f"phase {phase!r} has no mask: neither column {phase + '_mask'!r} nor 'mask'")
+            problems.append((f"phase {phase!r} has no mask: neither column {phase + '_mask'!r} nor 'mask'", f"{phase}_mask"))
             continue
         result.append(PhaseColumns(phase, phase, mask))
     if problems:
         raise CohortError(
-            "; ".join(problems) + f" (the table's columns are {list(map(str, X.columns))})",
-            column=phases[0] if len(problems) == 1 and phases[0] not in X.columns else None,
+            "; ".join(m for m, _ in problems) + f" (the table's columns are {list(map(str, X.columns))})",
+            column=problems[0][1],
         )
     return result
 

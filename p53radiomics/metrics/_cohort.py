@@ -31,8 +31,8 @@ def _continuous_test(a, b, method):
         normal = all(len(g) >= 3 and stats.shapiro(g).pvalue > 0.05 for g in (a, b))
         method = "ttest" if normal else "mannwhitney"
     if method == "ttest":
-        return stats.ttest_ind(a, b).pvalue, "t-test"
-    return stats.mannwhitneyu(a, b, alternative="two-sided").pvalue, "Mann-Whitney U"
+        return float(stats.ttest_ind(a, b).pvalue), "t-test"
+    return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue), "Mann-Whitney U"
 
 
 def _categorical_test(table):
@@ -41,8 +41,8 @@ def _categorical_test(table):
         return np.nan, ""
     expected = stats.contingency.expected_freq(table)
     if (expected < 5).any():
-        return stats.fisher_exact(table).pvalue, "Fisher's exact"
-    return stats.chi2_contingency(table).pvalue, "chi-square"
+        return float(np.ravel(stats.fisher_exact(table).pvalue)[0]), "Fisher's exact"  # r x c: 1-element arrays
+    return float(stats.chi2_contingency(table).pvalue), "chi-square"
 
 
 def cohort_summary(

@@ -1,0 +1,49 @@
+"""scikit-learn's estimator checks on every numeric estimator, and a registry that makes sure every
+estimator p53radiomics defines is checked somewhere.
+
+Numeric estimators (arrays in, arrays out) run :func:`sklearn.utils.estimator_checks.parametrize_with_checks`
+with small settings. Image-level steps (a cohort table of image files in) cannot take the arrays those
+checks feed; they run :func:`p53radiomics.utils.estimator_checks.check_image_estimator` in their own
+test module, named in ``IMAGE_LEVEL`` below.
+"""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from p53radiomics.utils.discovery import all_estimators
+
+# Numeric estimators with the small settings that keep the checks fast, and the expected failures
+# of each with a specific reason: {name: (factory, {check_name: reason})}.
+NUMERIC = {}
+
+# Image-level estimators -> the test module that runs check_image_estimator on them.
+IMAGE_LEVEL = {}
+
+
+def _numeric_instances():
+    return [factory() for factory, _ in NUMERIC.values()]
+
+
+def _expected_failures(estimator):
+    return NUMERIC[type(estimator).__name__][1]
+
+
+@parametrize_with_checks(_numeric_instances(), expected_failed_checks=_expected_failures)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def test_every_estimator_is_checked():
+    unchecked = [name for name, _ in all_estimators() if name not in NUMERIC and name not in IMAGE_LEVEL]
+    assert not unchecked, (
+        f"estimators without common checks: {unchecked}; add each to NUMERIC (scikit-learn's checks) "
+        "or IMAGE_LEVEL (check_image_estimator, naming the test module) in tests/test_common.py"
+    )
+
+
+@pytest.mark.parametrize("name, module", sorted(IMAGE_LEVEL.items()))
+def test_image_level_estimators_are_checked_in_their_module(name, module):
+    from pathlib import Path
+
+    source = (Path(__file__).parent / f"{module}.py").read_text()
+    assert "check_image_estimator" in source and name in source, f"{module}.py must run check_image_estimator on {name}"
