@@ -17,8 +17,7 @@ def _check_thresholds(thresholds):
         raise ValueError("thresholds must hold at least one threshold probability")
     if not np.isfinite(thresholds).all() or thresholds.min() < 0 or thresholds.max() >= 1:
         raise ValueError(
-            "thresholds must be threshold probabilities in [0, 1); got values in "
-            f"[{np.nanmin(thresholds):g}, {np.nanmax(thresholds):g}]"
+            f"thresholds must be threshold probabilities in [0, 1); got {thresholds.tolist()[:10]}"
         )
     return thresholds
 
@@ -32,7 +31,7 @@ def net_benefit(y_true, y_score, thresholds=None, *, harm=0.0, pos_label=None):
         Binary outcome.
     y_score : array-like of shape (n_samples,)
         Predicted risks in [0, 1]; a patient is treated (called positive) when its risk is at
-        least the threshold.
+        least the threshold and not 0.
     thresholds : array-like of shape (n_thresholds,), default=None
         Threshold probabilities in [0, 1); ``None`` is 0.01, 0.02, ..., 0.99.
     harm : float, default=0.0
@@ -83,7 +82,10 @@ def net_benefit(y_true, y_score, thresholds=None, *, harm=0.0, pos_label=None):
     check_probabilities(score, "y_score")
     thresholds = _check_thresholds(thresholds)
     n = len(score)
-    # Count the risks at or above each threshold by binary search in the sorted risks.
+    # A risk of exactly 0 is never treated, not even at threshold 0 (as dcurves decides); moving
+    # it below 0 keeps it under every threshold. The risks at or above each threshold are then
+    # counted by binary search in the sorted risks.
+    score = np.where(score == 0, -1.0, score)
     pos_sorted = np.sort(score[positive])
     neg_sorted = np.sort(score[~positive])
     tp = len(pos_sorted) - np.searchsorted(pos_sorted, thresholds, side="left")
