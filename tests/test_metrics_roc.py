@@ -1,8 +1,5 @@
 """ROC statistics against pROC's published values, an O(n^2) route, the bootstrap, and properties."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,19 +12,10 @@ from p53radiomics.metrics import delong_test, roc_auc_ci, youden_threshold
 from p53radiomics.metrics._roc import _delong_placements
 
 
-def _shared_data():
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data"]
-    if os.environ.get("P53RADIOMICS_SHARED_DATA"):
-        candidates.insert(0, Path(os.environ["P53RADIOMICS_SHARED_DATA"]))
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    pytest.skip("the shared reference data folder is not available")
-
-
 @pytest.fixture(scope="module")
-def asah():
-    path = _shared_data() / "asah" / "asah.csv"
+def asah(shared_data):
+    # shared_data (tests/conftest.py) is ../shared/data or $P53RADIOMICS_SHARED_DATA, else a skip
+    path = shared_data / "asah" / "asah.csv"
     if not path.is_file():
         pytest.skip("asah/asah.csv is not available")
     return pd.read_csv(path)

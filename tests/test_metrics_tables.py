@@ -1,8 +1,5 @@
 """The study's tables, decision curves and calibration: against dcurves, statsmodels and the paper."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,24 +19,27 @@ from p53radiomics.metrics import (
 )
 
 
-def _shared_file(*parts):
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data"]
-    if os.environ.get("P53RADIOMICS_SHARED_DATA"):
-        candidates.insert(0, Path(os.environ["P53RADIOMICS_SHARED_DATA"]))
-    for folder in candidates:
-        if folder.joinpath(*parts).is_file():
-            return folder.joinpath(*parts)
-    pytest.skip(f"shared reference file {'/'.join(parts)} is not available")
+def _read_shared_csv(shared_data, *parts):
+    # shared_data (tests/conftest.py) is ../shared/data or $P53RADIOMICS_SHARED_DATA, else a skip
+    path = shared_data.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"shared reference file {'/'.join(parts)} is not available")
+    return pd.read_csv(path)
 
 
 @pytest.fixture(scope="module")
-def asah():
-    return pd.read_csv(_shared_file("asah", "asah.csv"))
+def asah(shared_data):
+    return _read_shared_csv(shared_data, "asah", "asah.csv")
 
 
 @pytest.fixture(scope="module")
-def df_binary():
-    return pd.read_csv(_shared_file("dca", "df_binary.csv"))
+def df_binary(shared_data):
+    return _read_shared_csv(shared_data, "dca", "df_binary.csv")
+
+
+@pytest.fixture(scope="module")
+def dcurves_reference(shared_data):
+    return _read_shared_csv(shared_data, "dca", "dcurves_df_binary_netbenefit.csv")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,8 +147,8 @@ def test_diagnostic_table_errors(results, kwargs, match):
 # net_benefit against dcurves
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["cancerpredmarker", "famhistory"])
-def test_net_benefit_equals_dcurves_reference_table(df_binary, model):
-    reference = pd.read_csv(_shared_file("dca", "dcurves_df_binary_netbenefit.csv"))
+def test_net_benefit_equals_dcurves_reference_table(df_binary, dcurves_reference, model):
+    reference = dcurves_reference
     thresholds = [i / 100 for i in range(1, 100)]
     table = net_benefit(df_binary["cancer"], df_binary[model], thresholds)
     ref = reference[reference["model"] == model].reset_index(drop=True)
