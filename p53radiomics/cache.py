@@ -172,7 +172,12 @@ class CaseCache:
             40 hexadecimal characters.
         """
         payload = json.dumps(
-            {"namespace": self.namespace, "version": self.version, "inputs": list(fingerprints), "params": _canonical(params)},
+            {
+                "namespace": self.namespace,
+                "version": self.version,
+                "inputs": list(fingerprints),
+                "params": _canonical(params),
+            },
             sort_keys=True,
         )
         return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
@@ -184,7 +189,9 @@ class CaseCache:
     def _atomic_write(self, final, write):
         final.parent.mkdir(parents=True, exist_ok=True)
         # The temporary name keeps the suffix, so writers that choose a format by extension work.
-        tmp = final.with_name(f".{final.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
+        tmp = final.with_name(
+            f".{final.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}"
+        )
         try:
             write(tmp)
             os.replace(tmp, final)
@@ -223,7 +230,8 @@ class CaseCache:
     def save_image(self, key, image, suffix=".nrrd", compress=True):
         """Write a SimpleITK image under `key` atomically; return the entry's path."""
         return self._atomic_write(
-            self.path(key, suffix), lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=compress)
+            self.path(key, suffix),
+            lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=compress),
         )
 
     def clear(self):
@@ -234,4 +242,3 @@ class CaseCache:
 
     def __repr__(self):
         return f"CaseCache({str(self.directory)!r}, {self.namespace!r}, version={self.version})"
-

@@ -22,7 +22,10 @@ def _demo(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"Generating a synthetic cohort of {args.n_patients} patients into {out / 'cohort'} ...", flush=True)
+    print(
+        f"Generating a synthetic cohort of {args.n_patients} patients into {out / 'cohort'} ...",
+        flush=True,
+    )
     X, y = make_synthetic_cohort(
         out / "cohort",
         n_patients=args.n_patients,
@@ -31,14 +34,20 @@ def _demo(args):
         n_jobs=args.n_jobs,
     )
     generated = time.perf_counter() - start
-    print(f"  done in {generated:.1f} s ({X['scanner'].nunique()} scanners, {int(y.sum())} P53-mutated)\n")
+    print(
+        f"  done in {generated:.1f} s ({X['scanner'].nunique()} scanners, {int(y.sum())} P53-mutated)\n"
+    )
 
     table = cohort_summary(X, y, bins=TABLE1_BINS, group_names=("P53-", "P53+"))
     table.to_csv(out / "table1.csv")
-    with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40):
+    with pd.option_context(
+        "display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40
+    ):
         print("Table 1. Baseline characteristics by P53 status")
         print(table.drop(columns="p_value").to_string())
-    print(f"\nWrote {out / 'table1.csv'} and the cohort in {out / 'cohort'} (cohort.csv + images/).")
+    print(
+        f"\nWrote {out / 'table1.csv'} and the cohort in {out / 'cohort'} (cohort.csv + images/)."
+    )
     print(f"Total time: {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -61,8 +70,12 @@ def build_parser():
         description="Generate the synthetic three-phase DCE-MRI cohort and print its Table 1 "
         "(baseline characteristics by P53 status). Outputs go only under --out.",
     )
-    demo.add_argument("--out", default="p53radiomics_demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--n-patients", type=int, default=320, help="cohort size (default: the study's %(default)s)")
+    demo.add_argument(
+        "--out", default="p53radiomics_demo", help="output folder (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--n-patients", type=int, default=320, help="cohort size (default: the study's %(default)s)"
+    )
     demo.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     demo.add_argument(
         "--voxel-scale",
@@ -70,7 +83,12 @@ def build_parser():
         default=1.0,
         help="multiply the simulated scanners' voxel spacing (2 = 8x fewer voxels; default: %(default)s)",
     )
-    demo.add_argument("--n-jobs", type=int, default=-1, help="parallel workers, -1 = all cores (default: %(default)s)")
+    demo.add_argument(
+        "--n-jobs",
+        type=int,
+        default=-1,
+        help="parallel workers, -1 = all cores (default: %(default)s)",
+    )
     demo.set_defaults(func=_demo)
     return parser
 

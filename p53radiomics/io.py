@@ -45,7 +45,9 @@ ID_COLUMN_CANDIDATES = ("patient_id", "id", "case_id", "subject_id", "patient")
 #: Image and mask columns of one phase.
 PhaseColumns = namedtuple("PhaseColumns", ["phase", "image", "mask"])
 
-_GeometryInfo = namedtuple("_GeometryInfo", ["size", "spacing", "origin", "direction", "components"])
+_GeometryInfo = namedtuple(
+    "_GeometryInfo", ["size", "spacing", "origin", "direction", "components"]
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -53,7 +55,9 @@ _GeometryInfo = namedtuple("_GeometryInfo", ["size", "spacing", "origin", "direc
 # --------------------------------------------------------------------------------------------------
 def _check_phases(phases):
     if isinstance(phases, str) or not hasattr(phases, "__iter__"):
-        raise TypeError(f"phases must be a sequence of phase names, e.g. ('ap', 'pvp', 'dp'); got {phases!r}")
+        raise TypeError(
+            f"phases must be a sequence of phase names, e.g. ('ap', 'pvp', 'dp'); got {phases!r}"
+        )
     phases = tuple(phases)
     if not phases:
         raise ValueError("phases must name at least one phase")
@@ -107,12 +111,18 @@ def phase_columns(X, phases=DEFAULT_PHASES):
             continue
         mask = f"{phase}_mask" if f"{phase}_mask" in X.columns else "mask"
         if mask not in X.columns:
-            problems.append((f"phase {phase!r} has no mask: neither column {phase + '_mask'!r} nor 'mask'", f"{phase}_mask"))
+            problems.append(
+                (
+                    f"phase {phase!r} has no mask: neither column {phase + '_mask'!r} nor 'mask'",
+                    f"{phase}_mask",
+                )
+            )
             continue
         result.append(PhaseColumns(phase, phase, mask))
     if problems:
         raise CohortError(
-            "; ".join(m for m, _ in problems) + f" (the table's columns are {list(map(str, X.columns))})",
+            "; ".join(m for m, _ in problems)
+            + f" (the table's columns are {list(map(str, X.columns))})",
             column=problems[0][1],
         )
     return result
@@ -142,7 +152,9 @@ def _sitk_reason(exc):
 def _dicom_series_files(folder, patient_id, column):
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not ids:
-        raise CohortError(f"folder {str(folder)!r} holds no DICOM series", patient_id=patient_id, column=column)
+        raise CohortError(
+            f"folder {str(folder)!r} holds no DICOM series", patient_id=patient_id, column=column
+        )
     if len(ids) > 1:
         raise CohortError(
             f"folder {str(folder)!r} holds {len(ids)} DICOM series; give the folder of a single series",
@@ -154,7 +166,9 @@ def _dicom_series_files(folder, patient_id, column):
 
 def _check_path(cell, patient_id, column):
     if _is_missing(cell):
-        raise CohortError("no image given (the cell is empty)", patient_id=patient_id, column=column)
+        raise CohortError(
+            "no image given (the cell is empty)", patient_id=patient_id, column=column
+        )
     if not isinstance(cell, str | os.PathLike):
         raise CohortError(
             f"a cell must be a path or a SimpleITK.Image, got {type(cell).__name__}",
@@ -170,7 +184,9 @@ def _check_path(cell, patient_id, column):
 def _check_image_kind(image, patient_id, column):
     if image.GetDimension() != 3:
         raise CohortError(
-            f"expected a 3D volume, got a {image.GetDimension()}D image", patient_id=patient_id, column=column
+            f"expected a 3D volume, got a {image.GetDimension()}D image",
+            patient_id=patient_id,
+            column=column,
         )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CohortError(
@@ -229,7 +245,9 @@ def read_image(cell, *, patient_id=None, column=None):
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise CohortError(
-            f"cannot read image {str(path)!r}: {_sitk_reason(exc)}", patient_id=patient_id, column=column
+            f"cannot read image {str(path)!r}: {_sitk_reason(exc)}",
+            patient_id=patient_id,
+            column=column,
         ) from exc
     return _check_image_kind(image, patient_id, column)
 
@@ -315,7 +333,9 @@ def _geometry_of_cell(cell, patient_id, column):
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise CohortError(
-            f"cannot read image {str(path)!r}: {_sitk_reason(exc)}", patient_id=patient_id, column=column
+            f"cannot read image {str(path)!r}: {_sitk_reason(exc)}",
+            patient_id=patient_id,
+            column=column,
         ) from exc
     info = _GeometryInfo(
         tuple(reader.GetSize()),
@@ -325,7 +345,11 @@ def _geometry_of_cell(cell, patient_id, column):
         reader.GetNumberOfComponents(),
     )
     if len(info.size) != 3:
-        raise CohortError(f"expected a 3D volume, got a {len(info.size)}D image", patient_id=patient_id, column=column)
+        raise CohortError(
+            f"expected a 3D volume, got a {len(info.size)}D image",
+            patient_id=patient_id,
+            column=column,
+        )
     if info.components != 1:
         raise CohortError(
             f"expected a scalar (grey-level) image, got {info.components} components per pixel",
@@ -431,7 +455,11 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=1e-3):
         mask = read_mask(row[mask_col], patient_id=patient_id, column=mask_col)
         diff = _geometry_difference(_geometry(image), _geometry(mask), geometry_tolerance)
         if diff is not None:
-            raise CohortError(f"mask and image {image_col!r} do not share geometry: {diff}", patient_id=patient_id, column=mask_col)
+            raise CohortError(
+                f"mask and image {image_col!r} do not share geometry: {diff}",
+                patient_id=patient_id,
+                column=mask_col,
+            )
         case[phase] = (image, mask)
     return case
 
@@ -492,11 +520,17 @@ def read_cohort_csv(path, *, id_column=None, phases=DEFAULT_PHASES, label=None):
     if id_column is None:
         id_column = next((c for c in ID_COLUMN_CANDIDATES if c in table.columns), table.columns[0])
     if id_column not in table.columns:
-        raise CohortError(f"no id column {id_column!r} in {str(path)!r} (columns: {list(table.columns)})", column=id_column)
+        raise CohortError(
+            f"no id column {id_column!r} in {str(path)!r} (columns: {list(table.columns)})",
+            column=id_column,
+        )
     ids = table[id_column]
     missing = ids.isna()
     if missing.any():
-        raise CohortError(f"row {int(np.flatnonzero(missing)[0]) + 2} of {str(path)!r} has no patient id", column=id_column)
+        raise CohortError(
+            f"row {int(np.flatnonzero(missing)[0]) + 2} of {str(path)!r} has no patient id",
+            column=id_column,
+        )
     table[id_column] = ids.astype(str)
     table = table.set_index(id_column)
     _check_unique_index(table, id_column)
@@ -561,20 +595,28 @@ def check_binary_target(y, index=None):
         if not y.index.equals(index):
             unknown = index.difference(y.index)
             if len(unknown):
-                raise CohortError("no label for this patient in y", patient_id=unknown[0], column="y")
+                raise CohortError(
+                    "no label for this patient in y", patient_id=unknown[0], column="y"
+                )
             y = y.loc[index]
     values = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
     if index is not None and len(values) != len(index):
         raise CohortError(f"y has {len(values)} labels for {len(index)} patients")
     missing = values.isna().to_numpy()
     if missing.any():
-        where = index[np.flatnonzero(missing)[0]] if index is not None else int(np.flatnonzero(missing)[0])
+        where = (
+            index[np.flatnonzero(missing)[0]]
+            if index is not None
+            else int(np.flatnonzero(missing)[0])
+        )
         raise CohortError("label is missing", patient_id=where, column="y")
     classes = pd.unique(values)
     if len(classes) != 2:
         shown = ", ".join(map(str, classes))
         if len(classes) == 1:
-            raise CohortError(f"y holds a single class ({shown}); a binary label with both classes is needed")
+            raise CohortError(
+                f"y holds a single class ({shown}); a binary label with both classes is needed"
+            )
         raise CohortError(f"y must be binary, got {len(classes)} classes ({shown})")
     return values.to_numpy()
 
@@ -643,7 +685,9 @@ def validate_cohort(
         missing = X[column].isna().to_numpy()
         if missing.any():
             raise CohortError(
-                "missing value in a required clinical column", patient_id=X.index[np.flatnonzero(missing)[0]], column=column
+                "missing value in a required clinical column",
+                patient_id=X.index[np.flatnonzero(missing)[0]],
+                column=column,
             )
     if y is not None:
         check_binary_target(y, X.index)
@@ -655,12 +699,16 @@ def validate_cohort(
         for _, image_col, mask_col in columns:
             image_info = _geometry_of_cell(cells[image_col], patient_id, image_col)
             if mask_col not in masks:
-                masks[mask_col] = read_image(cells[mask_col], patient_id=patient_id, column=mask_col)
+                masks[mask_col] = read_image(
+                    cells[mask_col], patient_id=patient_id, column=mask_col
+                )
                 _mask_array_check(sitk.GetArrayViewFromImage(masks[mask_col]), patient_id, mask_col)
             mask = masks[mask_col]
             diff = _geometry_difference(image_info, _geometry(mask), geometry_tolerance)
             if diff is not None:
                 raise CohortError(
-                    f"mask and image {image_col!r} do not share geometry: {diff}", patient_id=patient_id, column=mask_col
+                    f"mask and image {image_col!r} do not share geometry: {diff}",
+                    patient_id=patient_id,
+                    column=mask_col,
                 )
     return X

@@ -8,7 +8,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _shared_data_dir():
     """The project's reference data: $P53RADIOMICS_SHARED_DATA, else ../shared/data beside the repo."""
-    candidates = [os.environ.get("P53RADIOMICS_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"]
+    candidates = [
+        os.environ.get("P53RADIOMICS_SHARED_DATA"),
+        REPO.parent / "shared" / "data",
+        "/work/shared/data",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate, "README.md").is_file():
             return Path(candidate)
@@ -23,7 +27,9 @@ def shared_data():
     """
     folder = _shared_data_dir()
     if folder is None:
-        pytest.skip("reference data not found: set P53RADIOMICS_SHARED_DATA to the shared/data folder")
+        pytest.skip(
+            "reference data not found: set P53RADIOMICS_SHARED_DATA to the shared/data folder"
+        )
     return folder
 
 
@@ -38,4 +44,3 @@ def synthetic_cohort(tmp_path_factory):
     directory = tmp_path_factory.mktemp("synthetic_cohort")
     X, y = make_synthetic_cohort(directory, n_patients=8, random_state=0, voxel_scale=2.5)
     return X, y, directory
-

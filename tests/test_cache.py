@@ -106,4 +106,6 @@ def test_two_processes_writing_the_same_entry(tmp_path):
         assert p.exitcode == 0
     cache = CaseCache(tmp_path, "shared")
     np.testing.assert_array_equal(cache.load(cache.key("same"))["features"], value["features"])
-    assert [p.name for p in cache.path(cache.key("same")).parent.iterdir()] == [cache.path(cache.key("same")).name]
+    assert [p.name for p in cache.path(cache.key("same")).parent.iterdir()] == [
+        cache.path(cache.key("same")).name
+    ]

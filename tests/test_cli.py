@@ -24,9 +24,22 @@ def test_help(args):
 def test_demo_prints_table_1_and_writes_only_under_out(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    result = _run("demo", "--out", str(tmp_path / "out"), "--n-patients", "12", "--voxel-scale", "3", "--n-jobs", "1", cwd=work)
+    result = _run(
+        "demo",
+        "--out",
+        str(tmp_path / "out"),
+        "--n-patients",
+        "12",
+        "--voxel-scale",
+        "3",
+        "--n-jobs",
+        "1",
+        cwd=work,
+    )
     assert result.returncode == 0, result.stderr
-    assert "Table 1" in result.stdout and "rim_aphe" in result.stdout and "Total time" in result.stdout
+    assert (
+        "Table 1" in result.stdout and "rim_aphe" in result.stdout and "Total time" in result.stdout
+    )
     table = pd.read_csv(tmp_path / "out" / "table1.csv", index_col=[0, 1])
     assert {"ltd", "rim_aphe", "afp", "scanner"} <= set(table.index.get_level_values(0))
     assert (tmp_path / "out" / "cohort" / "cohort.csv").is_file()

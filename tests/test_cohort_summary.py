@@ -47,12 +47,21 @@ def test_continuous_rows_match_scipy(table):
 def test_categorical_rows_match_scipy_and_image_columns_are_skipped(table):
     X, y = table
     out = cohort_summary(X, y, group_names=("P53-", "P53+"))
-    assert "ap" not in out.index.get_level_values(0) and "ap_mask" not in out.index.get_level_values(0)
+    assert "ap" not in out.index.get_level_values(
+        0
+    ) and "ap_mask" not in out.index.get_level_values(0)
     crosstab = pd.crosstab(X.rim_aphe, y).to_numpy()
-    assert out.loc[("rim_aphe", "0"), "p_value"] == pytest.approx(stats.chi2_contingency(crosstab).pvalue)
+    assert out.loc[("rim_aphe", "0"), "p_value"] == pytest.approx(
+        stats.chi2_contingency(crosstab).pvalue
+    )
     n_pos = int(((X.rim_aphe == 1) & (y == 1)).sum())
-    assert out.loc[("rim_aphe", "1"), f"P53+ (n={(y == 1).sum()})"] == f"{n_pos} ({100 * n_pos / (y == 1).sum():.2f})"
-    assert np.isnan(out.loc[("rim_aphe", "1"), "p_value"])  # the p-value stands on the first level only
+    assert (
+        out.loc[("rim_aphe", "1"), f"P53+ (n={(y == 1).sum()})"]
+        == f"{n_pos} ({100 * n_pos / (y == 1).sum():.2f})"
+    )
+    assert np.isnan(
+        out.loc[("rim_aphe", "1"), "p_value"]
+    )  # the p-value stands on the first level only
 
 
 def test_fisher_when_an_expected_count_is_small():
@@ -60,14 +69,18 @@ def test_fisher_when_an_expected_count_is_small():
     y = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
     out = cohort_summary(X, y)
     assert out.loc[("dce", "0"), "test"] == "Fisher's exact"
-    assert out.loc[("dce", "0"), "p_value"] == pytest.approx(stats.fisher_exact([[4, 2], [1, 3]]).pvalue)
+    assert out.loc[("dce", "0"), "p_value"] == pytest.approx(
+        stats.fisher_exact([[4, 2], [1, 3]]).pvalue
+    )
 
 
 def test_bins_give_the_study_categories(table):
     X, y = table
     out = cohort_summary(X, y, columns=["cea"], bins={"cea": [5]})
     assert out.index.get_level_values(1).tolist() == ["<5", "≥5"]
-    three = cohort_summary(pd.DataFrame({"afp": [1.0, 25.0, 500.0, 3.0]}), [0, 1, 1, 0], bins={"afp": [20, 400]})
+    three = cohort_summary(
+        pd.DataFrame({"afp": [1.0, 25.0, 500.0, 3.0]}), [0, 1, 1, 0], bins={"afp": [20, 400]}
+    )
     assert three.index.get_level_values(1).tolist() == ["<20", "≥20 and <400", "≥400"]
 
 
@@ -82,7 +95,11 @@ def test_errors(table):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["a", "b", "c"])), min_size=4, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1), st.sampled_from(["a", "b", "c"])), min_size=4, max_size=40
+    )
+)
 def test_counts_add_up_for_any_data(rows):
     y = [r[0] for r in rows]
     if len(set(y)) < 2:

@@ -34,7 +34,9 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 
 def test_every_estimator_is_checked():
-    unchecked = [name for name, _ in all_estimators() if name not in NUMERIC and name not in IMAGE_LEVEL]
+    unchecked = [
+        name for name, _ in all_estimators() if name not in NUMERIC and name not in IMAGE_LEVEL
+    ]
     assert not unchecked, (
         f"estimators without common checks: {unchecked}; add each to NUMERIC (scikit-learn's checks) "
         "or IMAGE_LEVEL (check_image_estimator, naming the test module) in tests/test_common.py"
@@ -46,4 +48,6 @@ def test_image_level_estimators_are_checked_in_their_module(name, module):
     from pathlib import Path
 
     source = (Path(__file__).parent / f"{module}.py").read_text()
-    assert "check_image_estimator" in source and name in source, f"{module}.py must run check_image_estimator on {name}"
+    assert "check_image_estimator" in source and name in source, (
+        f"{module}.py must run check_image_estimator on {name}"
+    )

@@ -38,10 +38,16 @@ def test_same_seed_gives_byte_identical_files_whatever_n_jobs(tmp_path):
     make_synthetic_cohort(tmp_path / "c", n_patients=3, random_state=8, voxel_scale=3.0)
     names = sorted(p.name for p in (tmp_path / "a" / "images").iterdir())
     assert len(names) == 18
-    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a" / "images", tmp_path / "b" / "images", names, shallow=False)
+    match, mismatch, errors = filecmp.cmpfiles(
+        tmp_path / "a" / "images", tmp_path / "b" / "images", names, shallow=False
+    )
     assert not mismatch and not errors
     assert filecmp.cmp(tmp_path / "a" / "cohort.csv", tmp_path / "b" / "cohort.csv", shallow=False)
-    assert not filecmp.cmp(tmp_path / "a" / "images" / "P0001_ap.nii.gz", tmp_path / "c" / "images" / "P0001_ap.nii.gz", shallow=False)
+    assert not filecmp.cmp(
+        tmp_path / "a" / "images" / "P0001_ap.nii.gz",
+        tmp_path / "c" / "images" / "P0001_ap.nii.gz",
+        shallow=False,
+    )
 
 
 def test_clinical_variables_follow_table_1_by_class():
@@ -50,14 +56,28 @@ def test_clinical_variables_follow_table_1_by_class():
     neg, pos = clinical[y == 0], clinical[y == 1]
     # Table 1, pooled cohorts: (P53-, P53+), tolerances covering sampling error and truncation
     assert abs(neg.age.mean() - 59.3) < 1.0 and abs(pos.age.mean() - 57.4) < 1.0
-    assert abs((neg.gender == "male").mean() - 0.781) < 0.03 and abs((pos.gender == "male").mean() - 0.831) < 0.03
+    assert (
+        abs((neg.gender == "male").mean() - 0.781) < 0.03
+        and abs((pos.gender == "male").mean() - 0.831) < 0.03
+    )
     assert abs(neg.rim_aphe.mean() - 0.095) < 0.02 and abs(pos.rim_aphe.mean() - 0.333) < 0.03
-    assert 35 < neg.ltd.mean() < 41 and 46 < pos.ltd.mean() < 52  # 36.1 and 48.1 before truncation to 10-100 mm
+    assert (
+        35 < neg.ltd.mean() < 41 and 46 < pos.ltd.mean() < 52
+    )  # 36.1 and 48.1 before truncation to 10-100 mm
     assert clinical.ltd.between(10, 100).all()
-    assert abs((neg.cea >= 5).mean() - 0.073) < 0.02 and abs((pos.ca199 >= 37).mean() - 0.104) < 0.02
+    assert (
+        abs((neg.cea >= 5).mean() - 0.073) < 0.02 and abs((pos.ca199 >= 37).mean() - 0.104) < 0.02
+    )
     assert abs((neg.washout == "none").mean() - 0.168) < 0.03
-    for column in ("edmondson_grade", "mvi", "afp", "capsule"):  # mediated: higher in the mutated class
-        assert (pos[column] > pos[column].median()).mean() >= (neg[column] > neg[column].median()).mean()
+    for column in (
+        "edmondson_grade",
+        "mvi",
+        "afp",
+        "capsule",
+    ):  # mediated: higher in the mutated class
+        assert (pos[column] > pos[column].median()).mean() >= (
+            neg[column] > neg[column].median()
+        ).mean()
     assert (pos.edmondson_grade == 3).mean() > (neg.edmondson_grade == 3).mean() + 0.1
 
 
@@ -77,8 +97,14 @@ def test_ltd_and_rim_aphe_are_the_independent_predictors():
         assert fit.params[column] > 0 and fit.pvalues[column] < 0.01, column
     multi = sm.Logit(y, sm.add_constant(X)).fit(disp=0)
     assert multi.pvalues["ltd"] < 1e-6 and multi.pvalues["rim_aphe"] < 1e-6
-    assert 1.01 < np.exp(multi.params["ltd"]) < 1.06 and 2.5 < np.exp(multi.params["rim_aphe"]) < 7.0
-    for column in ("grade", "mvi", "afp"):  # mediated through LTD and rim-APHE: no effect of their own
+    assert (
+        1.01 < np.exp(multi.params["ltd"]) < 1.06 and 2.5 < np.exp(multi.params["rim_aphe"]) < 7.0
+    )
+    for column in (
+        "grade",
+        "mvi",
+        "afp",
+    ):  # mediated through LTD and rim-APHE: no effect of their own
         assert abs(multi.params[column]) < 0.2, column
 
 
@@ -90,7 +116,9 @@ def _arrays(X, pid, phase):
 
 @pytest.fixture(scope="module")
 def fine_cohort(tmp_path_factory):
-    return make_synthetic_cohort(tmp_path_factory.mktemp("fine"), n_patients=24, random_state=3, voxel_scale=1.0, n_jobs=2)
+    return make_synthetic_cohort(
+        tmp_path_factory.mktemp("fine"), n_patients=24, random_state=3, voxel_scale=1.0, n_jobs=2
+    )
 
 
 def test_tumour_size_is_ltd(fine_cohort):
@@ -100,7 +128,11 @@ def test_tumour_size_is_ltd(fine_cohort):
         zz, yy, xx = np.nonzero(mask)
         points = np.c_[xx, yy, zz] * np.asarray(image.GetSpacing())
         extent = np.ptp(points @ _directions().T, axis=0).max() + min(image.GetSpacing())
-        assert abs(extent - X.loc[pid, "ltd"]) < 0.2 * X.loc[pid, "ltd"] + 3.0, (pid, extent, X.loc[pid, "ltd"])
+        assert abs(extent - X.loc[pid, "ltd"]) < 0.2 * X.loc[pid, "ltd"] + 3.0, (
+            pid,
+            extent,
+            X.loc[pid, "ltd"],
+        )
 
 
 def _directions():
@@ -128,7 +160,9 @@ def test_enhancement_follows_the_variables(fine_cohort):
             rim = mask_ap & ~core
             assert ap[rim].mean() > ap[core].mean(), pid  # rim enhancement around a darker core
             seen.add("rim")
-        ring_pvp = binary_dilation(mask_pvp, iterations=6) & ~binary_dilation(mask_pvp, iterations=3)
+        ring_pvp = binary_dilation(mask_pvp, iterations=6) & ~binary_dilation(
+            mask_pvp, iterations=3
+        )
         if X.loc[pid, "washout"] == "nonperipheral" and not X.loc[pid, "capsule"]:
             assert pvp[mask_pvp].mean() < pvp[ring_pvp].mean(), pid
             seen.add("washout")
@@ -139,7 +173,9 @@ def test_scanners_differ_in_spacing_scale_and_noise(fine_cohort):
     X, _ = fine_cohort
     assert len(SCANNERS) >= 5 and len({s.spacing for s in SCANNERS}) == len(SCANNERS)
     assert len({s.scale for s in SCANNERS}) >= 5 and len({s.noise for s in SCANNERS}) >= 5
-    spacing = {X.loc[pid, "scanner"]: sitk.ReadImage(X.loc[pid, "ap"]).GetSpacing() for pid in X.index}
+    spacing = {
+        X.loc[pid, "scanner"]: sitk.ReadImage(X.loc[pid, "ap"]).GetSpacing() for pid in X.index
+    }
     assert len(spacing) >= 5
     for name, value in spacing.items():
         expected = next(s.spacing for s in SCANNERS if s.name == name)
@@ -162,7 +198,12 @@ def test_phases_are_aligned_but_not_identical(fine_cohort):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"n_patients": 0}, "n_patients"), ({"n_scanners": 9}, "n_scanners"), ({"voxel_scale": 0}, "voxel_scale"), ({"prevalence": 1.0}, "prevalence")],
+    [
+        ({"n_patients": 0}, "n_patients"),
+        ({"n_scanners": 9}, "n_scanners"),
+        ({"voxel_scale": 0}, "voxel_scale"),
+        ({"prevalence": 1.0}, "prevalence"),
+    ],
 )
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -91,7 +91,19 @@ def _write_dicom_series(image, folder, series_uid):
             "0008|0060": "MR",
             "0020|000d": series_uid + ".1",
             "0020|000e": series_uid,
-            "0020|0037": "\\".join(map(str, (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7]))),
+            "0020|0037": "\\".join(
+                map(
+                    str,
+                    (
+                        direction[0],
+                        direction[3],
+                        direction[6],
+                        direction[1],
+                        direction[4],
+                        direction[7],
+                    ),
+                )
+            ),
             "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z)))),
             "0020|0013": str(z + 1),
             "0018|0050": str(image.GetSpacing()[2]),
@@ -302,7 +314,9 @@ def test_duplicate_patient_ids(cohort):
 def test_shared_mask_column_and_in_memory_cells(cohort):
     X, _, folder = cohort
     images = [sitk.ReadImage(p) for p in X["ap"]]
-    table = pd.DataFrame({"ap": images, "pvp": list(X["pvp"]), "mask": list(X["ap_mask"])}, index=X.index)
+    table = pd.DataFrame(
+        {"ap": images, "pvp": list(X["pvp"]), "mask": list(X["ap_mask"])}, index=X.index
+    )
     validate_cohort(table, phases=("ap", "pvp"))
     case = load_case(table, "P2", phases=("ap", "pvp"))
     assert case["ap"][0] is images[1]
@@ -321,8 +335,14 @@ def test_validation_writes_nothing(cohort):
 def test_cohort_error_pickles_with_its_location():
     import pickle
 
-    err = pickle.loads(pickle.dumps(CohortError("mask is empty", patient_id="P1", column="ap_mask")))
-    assert (err.patient_id, err.column, str(err)) == ("P1", "ap_mask", "patient 'P1', column 'ap_mask': mask is empty")
+    err = pickle.loads(
+        pickle.dumps(CohortError("mask is empty", patient_id="P1", column="ap_mask"))
+    )
+    assert (err.patient_id, err.column, str(err)) == (
+        "P1",
+        "ap_mask",
+        "patient 'P1', column 'ap_mask': mask is empty",
+    )
 
 
 def test_real_abdominal_mr(shared_data, tmp_path):
@@ -336,7 +356,10 @@ def test_real_abdominal_mr(shared_data, tmp_path):
         single = sitk.ReadImage(str(mask)) == int(labels[1])
         shutil.copy(image, tmp_path / "mr.nii.gz")
         sitk.WriteImage(single, str(tmp_path / "liver.nii.gz"))
-        X = pd.DataFrame({"pvp": [str(tmp_path / "mr.nii.gz")], "mask": [str(tmp_path / "liver.nii.gz")]}, index=["MR1"])
+        X = pd.DataFrame(
+            {"pvp": [str(tmp_path / "mr.nii.gz")], "mask": [str(tmp_path / "liver.nii.gz")]},
+            index=["MR1"],
+        )
     validate_cohort(X, phases=("pvp",))
     loaded, binary = load_case(X, "MR1", phases=("pvp",))["pvp"]
     assert loaded.GetSize() == (117, 91, 20)

@@ -110,10 +110,14 @@ def draw_clinical(n_patients, rng, prevalence=STUDY_PREVALENCE):
     )
 
     cea = np.where(
-        _by_class(rng, y, _CEA_HIGH) == 1, _log_uniform(rng, 5.0, 50.0, n_patients), rng.uniform(0.5, 5.0, n_patients)
+        _by_class(rng, y, _CEA_HIGH) == 1,
+        _log_uniform(rng, 5.0, 50.0, n_patients),
+        rng.uniform(0.5, 5.0, n_patients),
     )
     ca199 = np.where(
-        _by_class(rng, y, _CA199_HIGH) == 1, _log_uniform(rng, 37.0, 1000.0, n_patients), rng.uniform(1.0, 37.0, n_patients)
+        _by_class(rng, y, _CA199_HIGH) == 1,
+        _log_uniform(rng, 37.0, 1000.0, n_patients),
+        rng.uniform(1.0, 37.0, n_patients),
     )
     u = rng.random(n_patients)
     p_non, p_per = pick((_WASHOUT[0][0], _WASHOUT[1][0])), pick((_WASHOUT[0][1], _WASHOUT[1][1]))

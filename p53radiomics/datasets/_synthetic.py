@@ -91,7 +91,10 @@ _TEXTURE_PHASE_GAIN = (1.0, 0.8, 0.7)
 
 def _grid(shape, spacing, shift):
     """Physical coordinates (mm, centred on the field of view) of voxel centres, numpy order z, y, x."""
-    axes = [(np.arange(n) + 0.5) * s - n * s / 2.0 - d for n, s, d in zip(shape, spacing, shift, strict=True)]
+    axes = [
+        (np.arange(n) + 0.5) * s - n * s / 2.0 - d
+        for n, s, d in zip(shape, spacing, shift, strict=True)
+    ]
     return np.meshgrid(*axes, indexing="ij", sparse=True)
 
 
@@ -104,7 +107,9 @@ def _ellipsoid(z, y, x, centre, radii):
 def _tumour_geometry(rng, ltd):
     """Centre (mm), semi-axes (mm), in-plane rotation and lobulation of one tumour."""
     a = ltd / 2.0
-    radii = np.array([a * rng.uniform(0.7, 0.95), a * rng.uniform(0.8, 1.0), a])  # z, y, x; x largest
+    radii = np.array(
+        [a * rng.uniform(0.7, 0.95), a * rng.uniform(0.8, 1.0), a]
+    )  # z, y, x; x largest
     angle = rng.uniform(0, np.pi)
     # Inside the right liver lobe (image left), kept within the field of view.
     half = _FOV[::-1] / 2.0
@@ -123,7 +128,15 @@ def _tumour_radius(z, y, x, centre, radii, angle, lobes):
     rho = np.sqrt(pz**2 + py**2 + px**2)
     inv = 1.0 / np.maximum(rho, 1e-6)
     nz, ny, nx = pz * inv, py * inv, px * inv
-    outline = 1.0 + lobes[0] * nx * ny + lobes[1] * ny * nz + lobes[2] * nx * nz + lobes[3] * (nx**2 - ny**2) + lobes[4] * nz**2 + lobes[5] * nx
+    outline = (
+        1.0
+        + lobes[0] * nx * ny
+        + lobes[1] * ny * nz
+        + lobes[2] * nx * nz
+        + lobes[3] * (nx**2 - ny**2)
+        + lobes[4] * nz**2
+        + lobes[5] * nx
+    )
     return rho / outline
 
 
@@ -215,10 +228,14 @@ def _render_patient(patient, scanner, voxel_scale, seed):
         signal = gaussian_filter(signal, sigma=0.5)  # point-spread function
         sigma = scanner.noise
         noisy = np.hypot(signal * bias + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
-        values = np.clip(np.round(noisy * scanner.scale + scanner.offset), 0, 32767).astype(np.int16)
+        values = np.clip(np.round(noisy * scanner.scale + scanner.offset), 0, 32767).astype(
+            np.int16
+        )
         images.append(values)
         masks.append(inside.astype(np.uint8))
-    origin = tuple(float(-n * s / 2.0 + s / 2.0) for n, s in zip(shape[::-1], spacing_xyz, strict=True))
+    origin = tuple(
+        float(-n * s / 2.0 + s / 2.0) for n, s in zip(shape[::-1], spacing_xyz, strict=True)
+    )
     return images, masks, tuple(float(s) for s in spacing_xyz), origin
 
 
@@ -326,10 +343,14 @@ def make_synthetic_cohort(
 
     rows = Parallel(n_jobs=n_jobs, verbose=verbose)(
         delayed(_make_patient)(directory, pid, row, SCANNERS[s], voxel_scale, seed)
-        for pid, (_, row), s, seed in zip(ids, clinical.iterrows(), scanners, patient_seeds, strict=True)
+        for pid, (_, row), s, seed in zip(
+            ids, clinical.iterrows(), scanners, patient_seeds, strict=True
+        )
     )
     paths = pd.DataFrame(rows)
-    table = pd.concat([clinical[["patient_id"]], paths, clinical.drop(columns="patient_id")], axis=1)
+    table = pd.concat(
+        [clinical[["patient_id"]], paths, clinical.drop(columns="patient_id")], axis=1
+    )
     table.to_csv(directory / "cohort.csv", index=False, lineterminator="\n")
 
     X = table.set_index("patient_id")

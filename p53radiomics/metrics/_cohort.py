@@ -41,7 +41,9 @@ def _categorical_test(table):
         return np.nan, ""
     expected = stats.contingency.expected_freq(table)
     if (expected < 5).any():
-        return float(np.ravel(stats.fisher_exact(table).pvalue)[0]), "Fisher's exact"  # r x c: 1-element arrays
+        return float(
+            np.ravel(stats.fisher_exact(table).pvalue)[0]
+        ), "Fisher's exact"  # r x c: 1-element arrays
     return float(stats.chi2_contingency(table).pvalue), "chi-square"
 
 
@@ -111,7 +113,9 @@ def cohort_summary(
     if not isinstance(X, pd.DataFrame):
         raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
     if continuous_test not in ("auto", "ttest", "mannwhitney"):
-        raise ValueError(f"continuous_test must be 'auto', 'ttest' or 'mannwhitney', got {continuous_test!r}")
+        raise ValueError(
+            f"continuous_test must be 'auto', 'ttest' or 'mannwhitney', got {continuous_test!r}"
+        )
     groups = check_binary_target(y, X.index if isinstance(y, pd.Series) else None)
     if len(groups) != len(X):
         raise ValueError(f"y has {len(groups)} values for {len(X)} rows of X")
@@ -136,20 +140,33 @@ def cohort_summary(
             edges = sorted(bins[column])
             codes = np.digitize(series.to_numpy(float), edges)
             labels = np.array(_bin_labels(edges), dtype=object)
-            series = pd.Series(np.where(series.isna(), None, labels[np.minimum(codes, len(edges))]), index=X.index)
+            series = pd.Series(
+                np.where(series.isna(), None, labels[np.minimum(codes, len(edges))]), index=X.index
+            )
             levels = [lab for lab in _bin_labels(edges) if (series == lab).any()]
             rows.extend(_categorical_rows(column, series, levels, in_group, headers, decimals))
-        elif pd.api.types.is_numeric_dtype(series) and column not in categorical and series.nunique() > max_levels:
+        elif (
+            pd.api.types.is_numeric_dtype(series)
+            and column not in categorical
+            and series.nunique() > max_levels
+        ):
             data = [series[g].dropna().to_numpy(float) for g in in_group]
             p, test = _continuous_test(*data, continuous_test)
-            row = {h: f"{d.mean():.{decimals}f} ± {d.std(ddof=1):.{decimals}f}" for h, d in zip(headers, data, strict=True)}
-            rows.append(((column, ""), {**row, "p_value": p, "P value": _format_p(p), "test": test}))
+            row = {
+                h: f"{d.mean():.{decimals}f} ± {d.std(ddof=1):.{decimals}f}"
+                for h, d in zip(headers, data, strict=True)
+            }
+            rows.append(
+                ((column, ""), {**row, "p_value": p, "P value": _format_p(p), "test": test})
+            )
         else:
             levels = sorted(series.dropna().unique(), key=lambda v: (str(type(v)), v))
             rows.extend(_categorical_rows(column, series, levels, in_group, headers, decimals))
 
     index = pd.MultiIndex.from_tuples([r[0] for r in rows], names=["variable", "level"])
-    return pd.DataFrame([r[1] for r in rows], index=index, columns=[*headers, "p_value", "P value", "test"])
+    return pd.DataFrame(
+        [r[1] for r in rows], index=index, columns=[*headers, "p_value", "P value", "test"]
+    )
 
 
 def _categorical_rows(column, series, levels, in_group, headers, decimals):
@@ -159,14 +176,21 @@ def _categorical_rows(column, series, levels, in_group, headers, decimals):
     out = []
     for i, lev in enumerate(levels):
         cells = {
-            h: f"{counts[i, j]} ({100.0 * counts[i, j] / totals[j]:.{decimals}f})" if totals[j] else "0"
+            h: f"{counts[i, j]} ({100.0 * counts[i, j] / totals[j]:.{decimals}f})"
+            if totals[j]
+            else "0"
             for j, h in enumerate(headers)
         }
         first = i == 0
         out.append(
             (
                 (column, str(lev)),
-                {**cells, "p_value": p if first else np.nan, "P value": _format_p(p) if first else "", "test": test if first else ""},
+                {
+                    **cells,
+                    "p_value": p if first else np.nan,
+                    "P value": _format_p(p) if first else "",
+                    "test": test if first else "",
+                },
             )
         )
     return out
@@ -183,5 +207,7 @@ def _is_image_column(series):
         return True
     if isinstance(first, str):
         lower = first.lower()
-        return lower.endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")) or series.name.endswith("mask")
+        return lower.endswith(
+            (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
+        ) or series.name.endswith("mask")
     return False

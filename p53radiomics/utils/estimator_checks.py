@@ -90,23 +90,49 @@ def assert_same_output(a, b, *, rtol=1e-7, atol=1e-9, context=""):
         return
     if isinstance(a, pd.DataFrame):
         assert isinstance(b, pd.DataFrame), f"{prefix}a DataFrame and a {type(b).__name__}"
-        assert list(a.columns) == list(b.columns), f"{prefix}columns differ: {list(a.columns)} != {list(b.columns)}"
+        assert list(a.columns) == list(b.columns), (
+            f"{prefix}columns differ: {list(a.columns)} != {list(b.columns)}"
+        )
         assert a.index.equals(b.index), f"{prefix}indices differ"
         for column in a.columns:
             left, right = a[column], b[column]
             if pd.api.types.is_numeric_dtype(left) and pd.api.types.is_numeric_dtype(right):
-                np.testing.assert_allclose(left.to_numpy(float), right.to_numpy(float), rtol=rtol, atol=atol, err_msg=f"{prefix}column {column!r}")
+                np.testing.assert_allclose(
+                    left.to_numpy(float),
+                    right.to_numpy(float),
+                    rtol=rtol,
+                    atol=atol,
+                    err_msg=f"{prefix}column {column!r}",
+                )
                 continue
             for pid, x, y in zip(a.index, left, right, strict=True):
                 xa, ya = _cell_array(x), _cell_array(y)
                 if xa is None or ya is None:
-                    assert (x == y) or (pd.isna(x) and pd.isna(y)), f"{prefix}patient {pid!r}, column {column!r}: {x!r} != {y!r}"
+                    assert (x == y) or (pd.isna(x) and pd.isna(y)), (
+                        f"{prefix}patient {pid!r}, column {column!r}: {x!r} != {y!r}"
+                    )
                     continue
-                np.testing.assert_allclose(xa[0], ya[0], rtol=rtol, atol=atol, err_msg=f"{prefix}patient {pid!r}, column {column!r}")
-                for name, u, v in zip(("spacing", "origin", "direction"), xa[1:], ya[1:], strict=True):
-                    np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9, err_msg=f"{prefix}patient {pid!r}, column {column!r}: {name}")
+                np.testing.assert_allclose(
+                    xa[0],
+                    ya[0],
+                    rtol=rtol,
+                    atol=atol,
+                    err_msg=f"{prefix}patient {pid!r}, column {column!r}",
+                )
+                for name, u, v in zip(
+                    ("spacing", "origin", "direction"), xa[1:], ya[1:], strict=True
+                ):
+                    np.testing.assert_allclose(
+                        u,
+                        v,
+                        rtol=1e-9,
+                        atol=1e-9,
+                        err_msg=f"{prefix}patient {pid!r}, column {column!r}: {name}",
+                    )
         return
-    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=rtol, atol=atol, err_msg=prefix)
+    np.testing.assert_allclose(
+        np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=rtol, atol=atol, err_msg=prefix
+    )
 
 
 def _snapshot_inputs(X):
@@ -115,12 +141,19 @@ def _snapshot_inputs(X):
     for column in X.columns:
         for pid, cell in zip(X.index, X[column], strict=True):
             if isinstance(cell, sitk.Image):
-                images[(pid, column)] = (cell, sitk.GetArrayFromImage(cell).copy(), cell.GetSpacing(), cell.GetOrigin())
+                images[(pid, column)] = (
+                    cell,
+                    sitk.GetArrayFromImage(cell).copy(),
+                    cell.GetSpacing(),
+                    cell.GetOrigin(),
+                )
             elif isinstance(cell, str | Path) and Path(cell).exists():
                 path = Path(cell)
                 folder = path if path.is_dir() else path.parent
                 if folder not in files:
-                    files[folder] = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+                    files[folder] = {
+                        p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+                    }
     return images, files
 
 
@@ -131,14 +164,22 @@ def _check_inputs_unchanged(name, X, X_copy, snapshot):
     for column in X.columns:
         for pid, now, before in zip(X.index, X[column], X_copy[column], strict=True):
             if isinstance(before, sitk.Image):
-                assert now is images[(pid, column)][0], f"{name} replaced an input image (patient {pid!r}, column {column!r})"
+                assert now is images[(pid, column)][0], (
+                    f"{name} replaced an input image (patient {pid!r}, column {column!r})"
+                )
             else:
-                assert (now == before) or (pd.isna(now) and pd.isna(before)), f"{name} changed the input table (patient {pid!r}, column {column!r})"
+                assert (now == before) or (pd.isna(now) and pd.isna(before)), (
+                    f"{name} changed the input table (patient {pid!r}, column {column!r})"
+                )
     for (pid, column), (image, array, spacing, origin) in images.items():
         np.testing.assert_array_equal(
-            sitk.GetArrayFromImage(image), array, err_msg=f"{name} modified an input image in place (patient {pid!r}, column {column!r})"
+            sitk.GetArrayFromImage(image),
+            array,
+            err_msg=f"{name} modified an input image in place (patient {pid!r}, column {column!r})",
         )
-        assert image.GetSpacing() == spacing and image.GetOrigin() == origin, f"{name} changed an input image's geometry"
+        assert image.GetSpacing() == spacing and image.GetOrigin() == origin, (
+            f"{name} changed an input image's geometry"
+        )
     for folder, state in files.items():
         now = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
         added = sorted(map(str, set(now) - set(state)))
@@ -183,7 +224,9 @@ def check_image_estimator(estimator, X, y=None, *, rtol=1e-6, atol=1e-8):
     assert cloned is not estimator
     for key, value in params.items():
         other = cloned.get_params(deep=False)[key]
-        assert other is value or repr(other) == repr(value), f"{name}: clone changed parameter {key!r}"
+        assert other is value or repr(other) == repr(value), (
+            f"{name}: clone changed parameter {key!r}"
+        )
     assert cloned.set_params(**params) is cloned, f"{name}: set_params must return self"
     assert not [a for a in vars(cloned) if a.endswith("_") and not a.startswith("_")], (
         f"{name}: an unfitted estimator must not hold fitted attributes"
@@ -209,12 +252,16 @@ def check_image_estimator(estimator, X, y=None, *, rtol=1e-6, atol=1e-8):
     assert first, f"{name} has no transform, predict or predict_proba"
     _check_inputs_unchanged(name, X, X_copy, snapshot)
     if y is not None:
-        np.testing.assert_array_equal(np.asarray(y), np.asarray(y_copy), err_msg=f"{name} modified y")
+        np.testing.assert_array_equal(
+            np.asarray(y), np.asarray(y_copy), err_msg=f"{name} modified y"
+        )
 
     # pickle round trip
     restored = pickle.loads(pickle.dumps(fitted))
     for method, out in _outputs(restored, X).items():
-        assert_same_output(first[method], out, rtol=rtol, atol=atol, context=f"{name}.{method} after pickling")
+        assert_same_output(
+            first[method], out, rtol=rtol, atol=atol, context=f"{name}.{method} after pickling"
+        )
 
     # idempotent fit, same random_state, same output
     if "random_state" in params:
@@ -224,10 +271,28 @@ def check_image_estimator(estimator, X, y=None, *, rtol=1e-6, atol=1e-8):
         outs_a = _outputs(a, X)
         a.fit(X, y)
         for method, out in _outputs(a, X).items():
-            assert_same_output(outs_a[method], out, rtol=rtol, atol=atol, context=f"{name}.{method} after a second fit")
+            assert_same_output(
+                outs_a[method],
+                out,
+                rtol=rtol,
+                atol=atol,
+                context=f"{name}.{method} after a second fit",
+            )
         for method, out in _outputs(b.fit(X, y), X).items():
-            assert_same_output(outs_a[method], out, rtol=rtol, atol=atol, context=f"{name}.{method} with the same random_state")
+            assert_same_output(
+                outs_a[method],
+                out,
+                rtol=rtol,
+                atol=atol,
+                context=f"{name}.{method} with the same random_state",
+            )
     else:
         fitted.fit(X, y)
         for method, out in _outputs(fitted, X).items():
-            assert_same_output(first[method], out, rtol=rtol, atol=atol, context=f"{name}.{method} after a second fit")
+            assert_same_output(
+                first[method],
+                out,
+                rtol=rtol,
+                atol=atol,
+                context=f"{name}.{method} after a second fit",
+            )
