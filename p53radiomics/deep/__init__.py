@@ -1,0 +1,20 @@
+"""The CNN model of the study: torchvision backbones trained through skorch, and Grad-CAM.
+
+- :class:`SkorchCNNFeaturizer` (``_featurizer.py``): the scikit-learn estimator, a classifier and a
+  transformer into (PCA-compressed) penultimate features, in MC or FF fusion.
+- :data:`BACKBONES` (``_backbones.py``): the six backbones and their penultimate widths; headless
+  torchvision networks with adapted first convolutions and ImageNet or state-dict weights.
+- :class:`MultiChannelNet`, :class:`FeatureFusionNet` (``_modules.py``): the torch modules.
+- ``_net.py``: the skorch network underneath, with the CUDA fast path (bf16 autocast,
+  channels-last, pinned memory and non-blocking copies) and device-neutral pickling.
+- :func:`grad_cam` (``_gradcam.py``): per-phase (FF) or joint (MC) heatmaps.
+
+This sub-package needs only torch, torchvision, skorch, scikit-learn and numpy.
+"""
+
+from ._backbones import BACKBONES
+from ._featurizer import SkorchCNNFeaturizer
+from ._gradcam import grad_cam
+from ._modules import FeatureFusionNet, MultiChannelNet
+
+__all__ = ["BACKBONES", "FeatureFusionNet", "MultiChannelNet", "SkorchCNNFeaturizer", "grad_cam"]

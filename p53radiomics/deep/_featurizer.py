@@ -1,0 +1,526 @@
+"""SkorchCNNFeaturizer: the study's CNN model (MC or FF fusion) as a scikit-learn estimator."""
+
+import contextlib
+import logging
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
+from sklearn.decomposition import PCA
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+from skorch.dataset import ValidSplit
+from torch import nn
+
+from ._backbones import BACKBONES
+from ._gradcam import grad_cam
+from ._modules import FeatureFusionNet, MultiChannelNet
+from ._net import ArrayBatches, CNNNet, cuda_flags, resolve_device
+
+__all__ = ["SkorchCNNFeaturizer"]
+
+logger = logging.getLogger(__name__)
+
+_MIN_SIDE = 32  # DenseNet121 downsamples by 32; smaller crops leave it nothing to pool
+_STUDY_PHASES = ("ap", "pvp", "dp")
+
+
+@contextlib.contextmanager
+def _seeded(seed, device):
+    """Seed torch (CPU, and ``device`` if CUDA) for the block, restoring the global state after."""
+    cuda = torch.device(device).type == "cuda"
+    devices = [torch.device(device).index or torch.cuda.current_device()] if cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
+    """CNN on multi-phase crops: a classifier, and a transformer into penultimate features.
+
+    The study's deep-learning model. A torchvision backbone is trained end to end through skorch on
+    the crops of the phases, in one of two fusion modes:
+
+    - ``"mc"`` (multi-channel, early fusion): the phases stacked as the channels of one CNN;
+    - ``"ff"`` (feature fusion): one CNN per phase, their penultimate features concatenated, one
+      linear head on the concatenation.
+
+    ``transform`` returns the penultimate features of each branch (in evaluation mode, without
+    gradients), compressed by a PCA per branch fitted on the training crops (the study kept 8 per
+    phase: 24 in all); ``predict`` and ``predict_proba`` come from the network's own head.
+
+    Crops are z-scored per phase with statistics of the training crops (inside the network, so
+    they travel with it); during training only, they are augmented by a random crop (resized back)
+    and random horizontal and vertical flips. On CUDA, training runs under bf16 autocast (where the
+    GPU supports it) in channels-last memory format, with the training crops uploaded once from
+    pinned memory without blocking; inference runs in float32, so that a featurizer fitted on
+    CUDA, pickled and loaded on a CPU-only machine, predicts the same.
+
+    Parameters
+    ----------
+    backbone : {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121"}, \
+            default="resnet18"
+        torchvision network; :data:`~p53radiomics.deep.BACKBONES` gives each one's penultimate width
+        (512, 512, 2048, 2048, 2048, 1024).
+    mode : {"ff", "mc"}, default="ff"
+        Fusion mode, as above.
+    weights : None, "imagenet" or path, default=None
+        Initial backbone weights: ``None`` random; ``"imagenet"`` torchvision's default ImageNet
+        weights (from torch's cache, else downloaded; without internet access an ``OSError``
+        within seconds says what to do); or the path of a state dict of the torchvision model. The
+        first convolution is adapted to the input channels (RGB kernel summed for one channel).
+    n_components : int or None, default=8
+        PCA components kept per branch in ``transform``; ``None`` keeps the raw penultimate
+        features.
+    max_epochs : int, default=20
+        Training epochs (0 keeps the initial weights: pretrained features without fine-tuning).
+    batch_size : int, default=32
+        Mini-batch size for training and inference.
+    lr : float, default=1e-3
+        Learning rate of AdamW.
+    weight_decay : float, default=1e-4
+        Weight decay of AdamW.
+    lr_schedule : {"cosine", "constant"}, default="cosine"
+        Cosine annealing of the learning rate over ``max_epochs`` (skorch ``LRScheduler``), or
+        none.
+    validation_fraction : float or None, default=None
+        Share of the training crops held out (stratified) for early stopping on the validation
+        loss, restoring the best epoch's weights (skorch ``EarlyStopping``). ``None`` trains on
+        all crops for ``max_epochs``.
+    patience : int, default=5
+        Epochs without improvement of the validation loss before stopping.
+    augment : bool, default=True
+        Random crop and flips during training.
+    crop_scale : float, default=0.875
+        Smallest side of the random crop, as a fraction of the crop side.
+    phases : sequence of str or None, default=None
+        Names of the phases, used in feature names; ``None`` means ``("ap", "pvp", "dp")`` for
+        three phases, else ``phase0``, ``phase1``...
+    device : str, default="auto"
+        Torch device; ``"auto"`` is CUDA when available, else the CPU.
+    verbose : int, default=0
+        0 silent; 1 prints skorch's table of epochs; 2 adds a progress bar over batches.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batch order, augmentation, the validation split and the PCA,
+        without changing torch's global random state. A fit on the CPU is then reproducible (on
+        CUDA, cuDNN autotuning is not deterministic).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of phases (the second dimension of ``X``).
+    phases_ : tuple of str
+        Phase names used in feature names.
+    channel_mean_, channel_std_ : ndarray of shape (n_phases,)
+        Per-phase z-score statistics of the training crops.
+    device_ : str
+        Device the network lives on.
+    net_ : skorch.NeuralNetClassifier
+        The fitted skorch network (its ``history`` holds losses and durations per epoch;
+        ``net_.module_`` is a :class:`~p53radiomics.deep.FeatureFusionNet` or
+        :class:`~p53radiomics.deep.MultiChannelNet`).
+    branch_width_ : int
+        Penultimate features per branch.
+    pca_ : list of sklearn.decomposition.PCA or None
+        One PCA per branch (one per phase in FF, one in MC); ``None`` when ``n_components`` is
+        ``None``.
+
+    See Also
+    --------
+    p53radiomics.deep.grad_cam : Grad-CAM heatmaps of a fitted featurizer.
+    LargestSliceCropper : Makes the crops this estimator takes from a cohort table.
+
+    Notes
+    -----
+    The input is a 4-D array, so scikit-learn's common estimator checks, which build 2-D arrays,
+    do not apply; ``tests/test_deep_featurizer.py`` runs the checks that need no data and the
+    equivalent ones on crops.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from p53radiomics.deep import SkorchCNNFeaturizer
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(8, 3, 32, 32)).astype(np.float32)
+    >>> y = np.array([0, 1] * 4)
+    >>> cnn = SkorchCNNFeaturizer(n_components=2, max_epochs=1, batch_size=4, random_state=0)
+    >>> cnn.fit_transform(X, y).shape
+    (8, 6)
+    >>> cnn.get_feature_names_out()[:3]
+    array(['cnn_ap_pc0', 'cnn_ap_pc1', 'cnn_pvp_pc0'], dtype=object)
+    >>> cnn.predict_proba(X).shape
+    (8, 2)
+    >>> cnn.grad_cam(X[:2]).shape
+    (2, 3, 32, 32)
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [StrOptions(set(BACKBONES))],
+        "mode": [StrOptions({"ff", "mc"})],
+        "weights": [None, str, os.PathLike],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "lr_schedule": [StrOptions({"cosine", "constant"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "augment": ["boolean"],
+        "crop_scale": [Interval(Real, 0, 1, closed="right")],
+        "phases": [list, tuple, None],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        backbone="resnet18",
+        mode="ff",
+        weights=None,
+        n_components=8,
+        *,
+        max_epochs=20,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=1e-4,
+        lr_schedule="cosine",
+        validation_fraction=None,
+        patience=5,
+        augment=True,
+        crop_scale=0.875,
+        phases=None,
+        device="auto",
+        verbose=0,
+        random_state=None,
+    ):
+        self.backbone = backbone
+        self.mode = mode
+        self.weights = weights
+        self.n_components = n_components
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.augment = augment
+        self.crop_scale = crop_scale
+        self.phases = phases
+        self.device = device
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_crops(self, X):
+        if X.ndim != 4:
+            raise ValueError(
+                "Expected crops of shape (n_samples, n_phases, height, width), got an array of "
+                f"shape {X.shape}."
+            )
+        if min(X.shape[2:]) < _MIN_SIDE:
+            raise ValueError(
+                f"Crops of {X.shape[2]}x{X.shape[3]} pixels are too small for the backbones, "
+                f"which downsample by 32: use at least {_MIN_SIDE}x{_MIN_SIDE}."
+            )
+
+    def _phase_names(self, n_phases):
+        if self.phases is None:
+            if n_phases == len(_STUDY_PHASES):
+                return _STUDY_PHASES
+            return tuple(f"phase{i}" for i in range(n_phases))
+        names = tuple(self.phases)
+        if len(names) != n_phases or len(set(names)) != n_phases:
+            raise ValueError(
+                f"phases={self.phases!r} must name each of the {n_phases} phases of X once."
+            )
+        return names
+
+    # ------------------------------------------------------------------ fitting
+
+    def _make_net(self, n_classes, seed, device):
+        cuda = torch.device(device).type == "cuda"
+        callbacks = []
+        if self.lr_schedule == "cosine" and self.max_epochs > 0:
+            callbacks.append(
+                (
+                    "lr_schedule",
+                    LRScheduler(
+                        policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs
+                    ),
+                )
+            )
+        train_split = None
+        if self.validation_fraction is not None:
+            train_split = ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True),
+                )
+            )
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
+        optimizer_params = {"optimizer__weight_decay": self.weight_decay}
+        if cuda:
+            optimizer_params["optimizer__fused"] = True
+        return CNNNet(
+            FeatureFusionNet if self.mode == "ff" else MultiChannelNet,
+            module__backbone=self.backbone,
+            module__n_phases=len(self.channel_mean_),
+            module__n_classes=n_classes,
+            module__weights=self.weights,
+            module__channel_mean=self.channel_mean_.tolist(),
+            module__channel_std=self.channel_std_.tolist(),
+            module__augment=self.augment,
+            module__crop_scale=self.crop_scale,
+            criterion=nn.CrossEntropyLoss,
+            optimizer=torch.optim.AdamW,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            iterator_train=ArrayBatches,
+            iterator_train__shuffle=True,
+            iterator_train__device=device,
+            iterator_valid=ArrayBatches,
+            iterator_valid__device=device,
+            device=device,
+            verbose=int(self.verbose > 0),
+            **optimizer_params,
+        )
+
+    def _fit(self, X, y):
+        """Validate, train the network and fit the PCA; return the training features."""
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
+        self._check_crops(X)
+        check_classification_targets(y)
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"y holds a single class ({self.classes_[0]!r}); the CNN needs at least two."
+            )
+        if self.weights is not None and not (
+            isinstance(self.weights, str) and self.weights == "imagenet"
+        ):
+            if not os.path.isfile(os.fspath(self.weights)):
+                raise FileNotFoundError(
+                    f"weights={self.weights!r}: no such file. Expected None, 'imagenet', or the "
+                    "path of a state dict."
+                )
+        n_phases = X.shape[1]
+        self.phases_ = self._phase_names(n_phases)
+        self.device_ = resolve_device(self.device)
+        self.channel_mean_ = X.mean(axis=(0, 2, 3), dtype=np.float64)
+        std = X.std(axis=(0, 2, 3), dtype=np.float64)
+        self.channel_std_ = np.where(std > 0, std, 1.0)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        logger.info(
+            "Training %s-%s on %d crops of %s on %s.",
+            self.mode.upper(),
+            self.backbone,
+            len(X),
+            X.shape[1:],
+            self.device_,
+        )
+        net = self._make_net(len(self.classes_), seed, self.device_)
+        with _seeded(seed, self.device_), cuda_flags(self.device_, training=True):
+            net.fit(X, y_encoded.astype(np.int64))
+        self.net_ = net
+        self.branch_width_ = BACKBONES[self.backbone]
+        features = None
+        self.pca_ = None
+        if self.n_components is not None:
+            limit = min(len(X), self.branch_width_)
+            if self.n_components > limit:
+                raise ValueError(
+                    f"n_components={self.n_components} exceeds min(n_samples, branch width) = "
+                    f"{limit}; lower it or pass n_components=None for raw features."
+                )
+            features = net.penultimate(X)
+            self.pca_ = [
+                PCA(n_components=self.n_components, random_state=seed).fit(block)
+                for block in self._blocks(features)
+            ]
+        return X, features
+
+    def _blocks(self, features):
+        width = self.branch_width_
+        return [features[:, i : i + width] for i in range(0, features.shape[1], width)]
+
+    def _project(self, features):
+        if self.pca_ is None:
+            return features
+        blocks = [
+            pca.transform(b) for pca, b in zip(self.pca_, self._blocks(features), strict=True)
+        ]
+        return np.hstack(blocks).astype(np.float32, copy=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the network on crops ``X`` and labels ``y``, then fit the PCA per branch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_phases, height, width)
+            Crops, e.g. from :class:`LargestSliceCropper`; converted to float32.
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+
+        Returns
+        -------
+        self : SkorchCNNFeaturizer
+            Fitted estimator.
+        """
+        self._fit(X, y)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Fit, then return the features of ``X``, reusing the pass that fitted the PCA.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_phases, height, width)
+            Crops.
+        y : array-like of shape (n_samples,)
+            Class labels (required).
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out)
+            As :meth:`transform` would return.
+        """
+        X, features = self._fit(X, y)
+        if features is None:
+            features = self.net_.penultimate(X)
+        return self._project(features)
+
+    # ------------------------------------------------------------------ fitted use
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        self._check_crops(X)
+        return X
+
+    def transform(self, X):
+        """Penultimate features of each branch, PCA-compressed per branch when fitted so.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_phases, height, width)
+            Crops.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out), dtype float32
+            Branch after branch; ``n_features_out`` is ``n_branches * n_components`` (or
+            ``n_branches * branch_width_`` when ``n_components=None``).
+        """
+        X = self._validated(X)
+        return self._project(self.net_.penultimate(X))
+
+    def predict_proba(self, X):
+        """Class probabilities from the network's head (softmax of its logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_phases, height, width)
+            Crops.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        X = self._validated(X)
+        return self.net_.predict_proba(X).astype(np.float64)
+
+    def predict(self, X):
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_phases, height, width)
+            Crops.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def grad_cam(self, X, *, target=None):
+        """Grad-CAM heatmaps at crop resolution: one per phase (FF) or the joint one (MC).
+
+        See :func:`p53radiomics.deep.grad_cam`, which this calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_phases, height, width)
+            Crops.
+        target : class label, default=None
+            Class explained; ``None`` explains each sample's predicted class.
+
+        Returns
+        -------
+        heatmaps : ndarray of shape (n_samples, n_maps, height, width)
+            In ``[0, 1]``; ``n_maps`` is ``n_phases`` (FF) or 1 (MC).
+        """
+        return grad_cam(self, X, target=target)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the features that :meth:`transform` returns.
+
+        ``cnn_<branch>_pc<j>`` with PCA, ``cnn_<branch>_<j>`` without, where the branch is a phase
+        name in FF and ``mc`` in MC.
+
+        Parameters
+        ----------
+        input_features : None
+            Unused (the input is an image array); accepted for the scikit-learn API.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            One name per output feature.
+        """
+        check_is_fitted(self)
+        if input_features is not None and len(input_features) != self.n_features_in_:
+            raise ValueError(
+                f"input_features should have {self.n_features_in_} entries (one per phase), got "
+                f"{len(input_features)}."
+            )
+        branches = self.phases_ if self.mode == "ff" else ("mc",)
+        if self.pca_ is None:
+            per_branch = [str(j) for j in range(self.branch_width_)]
+        else:
+            per_branch = [f"pc{j}" for j in range(self.n_components)]
+        names = [f"cnn_{b}_{s}" for b in branches for s in per_branch]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Crops are 4-D arrays: scikit-learn's 2-D checks do not apply.
+        tags.input_tags.two_d_array = False
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        net = self.__dict__.get("net_")
+        if net is not None:
+            self.device_ = str(net.device)
