@@ -1,0 +1,502 @@
+"""RadiomicsExtractor: PyRadiomics on the tumour ROI of each phase, in parallel and cached.
+
+The private scikit-learn helpers this sub-package needs (``_fit_context`` and the parameter
+constraint classes) are imported here and nowhere else in it.
+"""
+
+import copy
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
+
+from ..cache import CaseCache, fingerprint
+from ..exceptions import CohortError, SkippedCaseWarning
+from ..io import DEFAULT_PHASES, load_case, phase_columns, validate_cohort
+from ._params import feature_names, load_params, params_key
+
+__all__ = ["RadiomicsExtractor"]
+
+logger = logging.getLogger(__name__)
+
+#: Format version of the cache entries; raise it when an entry's content changes meaning.
+_CACHE_VERSION = 1
+_CACHE_NAMESPACE = "radiomics"
+
+
+# --------------------------------------------------------------------------------------------------
+# One (patient, phase) extraction: what a worker runs
+# --------------------------------------------------------------------------------------------------
+class _Collector(logging.Handler):
+    """Keeps PyRadiomics's warnings and errors of one extraction, to explain a failure with them."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        lines = [ln.strip() for ln in record.getMessage().strip().splitlines() if ln.strip()]
+        if lines:  # a logged traceback is summed up by its last line, the exception
+            self.messages.append(lines[-1])
+
+
+def _block(record):
+    return False
+
+
+@contextmanager
+def _radiomics_logging(verbose):
+    """PyRadiomics's logging during one extraction: quiet below ``verbose=2``, collected always.
+
+    PyRadiomics attaches a stderr handler to its ``radiomics`` logger when it is imported. Below
+    ``verbose=2`` that handler is muted and the records do not propagate to the root logger; at 2
+    its warnings show, at 3 its progress messages (INFO) too. Everything is restored afterwards.
+    """
+    import radiomics  # noqa: F401  (its import attaches the stderr handler muted below: import it first)
+
+    rlogger = logging.getLogger("radiomics")
+    collector = _Collector()
+    saved_level, saved_propagate = rlogger.level, rlogger.propagate
+    muted = [h for h in rlogger.handlers] if verbose < 2 else []
+    rlogger.setLevel(logging.INFO if verbose >= 3 else logging.WARNING)
+    for handler in muted:
+        handler.addFilter(_block)
+    if verbose < 2:
+        rlogger.propagate = False
+    rlogger.addHandler(collector)
+    try:
+        yield collector.messages
+    finally:
+        rlogger.removeHandler(collector)
+        for handler in muted:
+            handler.removeFilter(_block)
+        rlogger.setLevel(saved_level)
+        rlogger.propagate = saved_propagate
+
+
+_EXTRACTORS = {}
+
+
+def _pyradiomics_extractor(params):
+    """A PyRadiomics extractor for validated `params`, built once per process and reused."""
+    key = params_key(params)
+    extractor = _EXTRACTORS.get(key)
+    if extractor is None:
+        from radiomics import featureextractor
+
+        # Built with PyRadiomics's defaults, then given the parameters exactly as its _applyParams
+        # would: they are validated already, and this keeps PyRadiomics from attaching its stderr
+        # handler to pykwalify's logger (it does when it validates and no handler exists).
+        extractor = featureextractor.RadiomicsFeatureExtractor()
+        extractor.enabledImagetypes = copy.deepcopy(params["imageType"])
+        extractor.enabledFeatures = copy.deepcopy(params["featureClass"])
+        extractor.settings.update(copy.deepcopy(params["setting"]))
+        extractor.settings.update(copy.deepcopy(params.get("voxelSetting", {})))
+        if len(_EXTRACTORS) >= 8:
+            _EXTRACTORS.clear()
+        _EXTRACTORS[key] = extractor
+    return extractor
+
+
+def _extract_phase(case, patient_id, phase, params, parent_pid, verbose):
+    """Read one phase of one patient through :mod:`p53radiomics.io` and run PyRadiomics on it.
+
+    Returns ``("ok", features, diagnostics, messages)`` or ``("error", CohortError)``: errors are
+    returned, not raised, so that ``on_error="skip"`` lets the other cases go on.
+    """
+    if os.getpid() != parent_pid:
+        # In a worker process: one SimpleITK thread, the workers share the cores.
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    image_col = phase
+    try:
+        image, mask = load_case(case, patient_id, phases=(phase,))[phase]
+        with _radiomics_logging(verbose) as messages:
+            result = _pyradiomics_extractor(params).execute(image, mask)
+    except CohortError as exc:
+        return ("error", exc)
+    except Exception as exc:  # PyRadiomics raises ValueError (ROI too small...) and others
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return (
+            "error",
+            CohortError(
+                f"PyRadiomics failed on phase {phase!r}: {type(exc).__name__}: {reason}",
+                patient_id=patient_id,
+                column=image_col,
+            ),
+        )
+    features, diagnostics = {}, {}
+    for name, value in result.items():
+        if name.startswith("diagnostics_"):
+            diagnostics[name] = value
+        else:
+            try:
+                features[name] = float(value)
+            except (TypeError, ValueError):
+                features[name] = float("nan")
+    return ("ok", features, diagnostics, list(dict.fromkeys(messages)))
+
+
+def _check_result(features, names, messages, patient_id, phase):
+    """Raise CohortError unless `features` holds a finite value for every name and nothing else."""
+    said = f"; PyRadiomics said: {' | '.join(messages[:3])}" if messages else ""
+    missing = [n for n in names if n not in features]
+    if missing:
+        raise CohortError(
+            f"PyRadiomics returned no value for {len(missing)} of {len(names)} features of phase {phase!r} "
+            f"(e.g. {missing[:3]}){said}",
+            patient_id=patient_id,
+            column=phase,
+        )
+    known = set(names)
+    extra = [n for n in features if n not in known]
+    if extra:
+        raise CohortError(
+            f"PyRadiomics returned {len(extra)} features that the parameters do not name (e.g. {extra[:3]}); "
+            "please report this with your parameters",
+            patient_id=patient_id,
+            column=phase,
+        )
+    bad = [n for n in names if not np.isfinite(features[n])]
+    if bad:
+        raise CohortError(
+            f"PyRadiomics could not compute {len(bad)} features of phase {phase!r} (NaN or infinite: "
+            f"{bad[:3]}){said}",
+            patient_id=patient_id,
+            column=phase,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The estimator
+# --------------------------------------------------------------------------------------------------
+class RadiomicsExtractor(TransformerMixin, BaseEstimator):
+    """Extract PyRadiomics features from the tumour ROI of each phase of a cohort table.
+
+    A stateless transformer: ``fit`` learns nothing, and ``transform`` runs PyRadiomics on every
+    patient and phase, reading the image and mask cells through :mod:`p53radiomics.io` (paths or
+    in-memory :class:`SimpleITK.Image`). With `cache_dir`, a case already extracted with the same
+    parameters is read back instead of extracted again, so cross-validation and grid search extract
+    each case once.
+
+    Parameters
+    ----------
+    phases : sequence of str, default=("ap", "pvp", "dp")
+        Phases to extract; each names an image column of the cohort table, whose ROI is the column
+        ``f"{phase}_mask"``, else ``"mask"``.
+    params : dict, str, os.PathLike or None, default=None
+        PyRadiomics parameters: a dict with the keys ``imageType``, ``featureClass`` and ``setting``,
+        or the path of a PyRadiomics YAML parameter file. Validated with PyRadiomics's schema when
+        the step is used (a clear :class:`ValueError` lists every problem). ``None`` is the study's
+        set, shipped as ``p53radiomics/radiomics/study.yaml``: original, wavelet and LoG images,
+        shape, first-order and texture classes, 1,223 features per phase, with a fixed bin count
+        that suits the z-scored intensities of :class:`~p53radiomics.N4Resampler` (see Notes).
+    cache_dir : str, os.PathLike or None, default=None
+        Folder of the per-case cache (see :class:`p53radiomics.cache.CaseCache`), which may be shared
+        with other steps and processes. An entry is keyed by the contents of the image and mask
+        (never their paths), the parameters and the PyRadiomics version. ``None`` caches nothing.
+    n_jobs : int or None, default=None
+        Extractions run in parallel over (patient, phase) pairs, through joblib (loky processes by
+        default; each worker limits SimpleITK to one thread). ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; ``-1`` uses every core.
+    on_error : {"raise", "skip"}, default="raise"
+        What a failed case does: ``"raise"`` raises :class:`~p53radiomics.CohortError` naming the
+        patient and the phase (an unreadable or missing file, an empty mask, a mask of another
+        geometry, several labels, an ROI PyRadiomics rejects, a feature PyRadiomics could not
+        compute). ``"skip"`` goes on: that patient's features of that phase are NaN, a
+        :class:`~p53radiomics.SkippedCaseWarning` lists the failures, and ``skipped_`` records them.
+    verbose : int, default=0
+        0 is silent; 1 shows a progress bar over the extractions; 2 also lets PyRadiomics's warnings
+        through (its own stderr handler and the root logger); 3 its progress messages too.
+
+    Attributes
+    ----------
+    skipped_ : pandas.DataFrame
+        Set by ``transform``: one row per (patient, phase) left out under ``on_error="skip"``, with
+        columns ``patient_id``, ``phase`` and ``reason``; empty when nothing was skipped.
+    diagnostics_ : pandas.DataFrame
+        Set by ``transform``: PyRadiomics's diagnostics (versions, settings, image and mask hashes,
+        ROI voxel count, bounding box...), one row per patient, columns
+        ``f"{phase}_{diagnostics name}"``, object dtype. Empty columns when the parameters set
+        ``additionalInfo: false``.
+    n_extracted_ : int
+        Set by ``transform``: (patient, phase) pairs that PyRadiomics extracted in the last call.
+    n_cache_hits_ : int
+        Set by ``transform``: (patient, phase) pairs read from the cache in the last call.
+
+    See Also
+    --------
+    p53radiomics.radiomics.load_params : Load and validate a parameter set.
+    p53radiomics.radiomics.feature_names : The names a parameter set gives, without extracting.
+
+    Notes
+    -----
+    Columns are ``f"{phase}_{name}"`` with PyRadiomics's names (``"ap_original_firstorder_Mean"``,
+    ``"pvp_wavelet-LLH_glcm_Idmn"``), phase by phase, each in PyRadiomics's order; diagnostics are
+    left out of the table. :meth:`get_feature_names_out` knows them before any case is read: they
+    follow from the enabled image types (and their settings: LoG sigmas, wavelet level, force2D)
+    and the enabled feature classes (see :func:`~p53radiomics.radiomics.feature_names`).
+
+    Grey levels: on z-scored intensities PyRadiomics's default ``binWidth: 25`` leaves one to three
+    grey levels in an ROI, and every texture feature is then meaningless. The study's set uses
+    ``binCount: 32`` (and ``normalize: true``, which changes nothing on an image z-scored already),
+    so every ROI and every filtered image is discretised into up to 32 levels whatever its unit.
+
+    A failure is never a silent NaN: PyRadiomics itself logs an error and returns NaN when a
+    feature fails; here such a case is raised, or skipped and reported. Under ``on_error="skip"``
+    the skipped rows stay in the output as NaN instead of being dropped, because a transformer
+    inside a :class:`~sklearn.pipeline.Pipeline` cannot drop rows (``y`` would no longer be
+    aligned): put a :class:`~sklearn.impute.SimpleImputer` after this step, or drop the patients
+    listed in ``skipped_`` before fitting.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, SimpleITK as sitk
+    >>> from p53radiomics.radiomics import RadiomicsExtractor
+    >>> image = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(8, 16, 16)))
+    >>> mask = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    >>> mask[4:12, 4:12, 2:6] = 1
+    >>> X = pd.DataFrame({"ap": [image], "mask": [mask], "age": [61]}, index=["P001"])
+    >>> params = {"featureClass": {"firstorder": ["Mean", "Entropy"]}, "setting": {"binCount": 16}}
+    >>> features = RadiomicsExtractor(phases=("ap",), params=params).fit_transform(X)
+    >>> features.columns.tolist()
+    ['ap_original_firstorder_Mean', 'ap_original_firstorder_Entropy']
+    >>> features.index.tolist(), features.dtypes.unique().tolist()
+    (['P001'], [dtype('float64')])
+    >>> RadiomicsExtractor().get_feature_names_out().shape  # the study's set over 3 phases
+    (3669,)
+    """
+
+    _parameter_constraints = {
+        "phases": [list, tuple],
+        "params": [None, dict, str, os.PathLike],
+        "cache_dir": [None, str, os.PathLike],
+        "n_jobs": [None, Integral],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        phases=DEFAULT_PHASES,
+        params=None,
+        *,
+        cache_dir=None,
+        n_jobs=None,
+        on_error="raise",
+        verbose=0,
+    ):
+        self.phases = phases
+        self.params = params
+        self.cache_dir = cache_dir
+        self.n_jobs = n_jobs
+        self.on_error = on_error
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Check the parameters and the cohort table's columns; nothing is learnt.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Cohort table (see :mod:`p53radiomics.io`). Images are not read here.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The step itself.
+        """
+        load_params(self.params)
+        validate_cohort(X, self.phases, check_images=False)
+        return self
+
+    def transform(self, X):
+        """Extract the features of every patient and phase.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Cohort table: one row per patient (unique ids in the index), an image column per phase
+            and its mask column (``f"{phase}_mask"`` or ``"mask"``). Other columns are ignored.
+
+        Returns
+        -------
+        features : pandas.DataFrame of shape (n_patients, n_phases * n_features)
+            float64 features, indexed like `X`, columns :meth:`get_feature_names_out`. NaN only in
+            the (patient, phase) blocks that ``on_error="skip"`` left out (see ``skipped_``).
+
+        Raises
+        ------
+        CohortError
+            Under ``on_error="raise"``, on the first case that fails, naming its patient and phase.
+        """
+        self._validate_params()
+        params = load_params(self.params)
+        validate_cohort(X, self.phases, check_images=False)
+        columns = phase_columns(X, self.phases)
+        names = feature_names(params)
+        phases = [c.phase for c in columns]
+
+        cache = (
+            CaseCache(self.cache_dir, _CACHE_NAMESPACE, _CACHE_VERSION)
+            if self.cache_dir is not None
+            else None
+        )
+        cache_params = {"params": params, "pyradiomics": _pyradiomics_version()}
+        results = {}  # (row, phase index) -> (features, diagnostics)
+        todo = []  # (row, phase index, cache key, one-row table)
+        for row in range(len(X)):
+            for j, (_, image_col, mask_col) in enumerate(columns):
+                image_cell, mask_cell = (
+                    X.iat[row, X.columns.get_loc(image_col)],
+                    X.iat[row, X.columns.get_loc(mask_col)],
+                )
+                key = _cache_key(cache, image_cell, mask_cell, cache_params)
+                entry = cache.load(key) if key is not None else None
+                if entry is not None:
+                    results[(row, j)] = (entry["features"], entry["diagnostics"])
+                    continue
+                case = pd.DataFrame(
+                    {image_col: [image_cell], mask_col: [mask_cell]}, index=X.index[row : row + 1]
+                )
+                todo.append((row, j, key, case))
+
+        self.n_cache_hits_ = len(results)
+        if results:
+            logger.info(
+                "RadiomicsExtractor: %d of %d extractions read from the cache",
+                len(results),
+                len(results) + len(todo),
+            )
+        skipped = []
+        if todo:
+            skipped = self._run(todo, X.index, phases, params, names, cache, cache_params, results)
+        self.n_extracted_ = len(todo) - len(skipped)
+
+        values = np.full((len(X), len(phases) * len(names)), np.nan, dtype=np.float64)
+        diagnostics = {}  # (phase index, name) -> {row: value}
+        for (row, j), (features, diag) in results.items():
+            values[row, j * len(names) : (j + 1) * len(names)] = [features[n] for n in names]
+            for name, value in diag.items():
+                diagnostics.setdefault((j, name), {})[row] = value
+        self.diagnostics_ = self._diagnostics_frame(diagnostics, X.index, phases)
+        self.skipped_ = pd.DataFrame(skipped, columns=["patient_id", "phase", "reason"])
+        if skipped:
+            shown = "; ".join(f"patient {p!r}, phase {ph!r}: {r}" for p, ph, r in skipped[:5])
+            more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            warnings.warn(
+                f"RadiomicsExtractor skipped {len(skipped)} of {len(X) * len(phases)} (patient, phase) extractions, "
+                f"whose features are NaN (see skipped_): {shown}{more}",
+                SkippedCaseWarning,
+                stacklevel=2,
+            )
+        columns_out = [f"{phase}_{name}" for phase in phases for name in names]
+        return pd.DataFrame(values, index=X.index.copy(), columns=columns_out)
+
+    def _run(self, todo, index, phases, params, names, cache, cache_params, results):
+        """Extract the cases of `todo` (in parallel), check them, cache them; return the skipped ones."""
+        from tqdm.auto import tqdm
+
+        parent = os.getpid()
+        verbose = int(self.verbose)
+        outcomes = Parallel(n_jobs=self.n_jobs, prefer="processes", return_as="generator")(
+            delayed(_extract_phase)(case, index[row], phases[j], params, parent, verbose)
+            for row, j, _, case in todo
+        )
+        skipped = []
+        progress = tqdm(total=len(todo), desc="radiomics", unit="case", disable=verbose < 1)
+        try:
+            for (row, j, key, _), outcome in zip(todo, outcomes, strict=True):
+                progress.update()
+                patient_id, phase = index[row], phases[j]
+                try:
+                    if outcome[0] == "error":
+                        raise outcome[1]
+                    _, features, diagnostics, messages = outcome
+                    _check_result(features, names, messages, patient_id, phase)
+                except CohortError as exc:
+                    if self.on_error == "raise":
+                        raise
+                    skipped.append((patient_id, phase, exc.reason))
+                    continue
+                results[(row, j)] = (features, diagnostics)
+                if key is not None:
+                    cache.save(key, {"features": features, "diagnostics": diagnostics})
+        finally:
+            progress.close()
+            if hasattr(outcomes, "close"):
+                outcomes.close()  # on an error: stop the extractions still queued
+        return skipped
+
+    @staticmethod
+    def _diagnostics_frame(diagnostics, index, phases):
+        """One row per patient, columns ``f"{phase}_{name}"`` phase by phase, object dtype."""
+        columns = {}
+        for j, name in sorted(
+            diagnostics, key=lambda key: key[0]
+        ):  # stable: PyRadiomics's order within a phase
+            cells = [None] * len(index)
+            for row, value in diagnostics[(j, name)].items():
+                cells[row] = value
+            columns[f"{phases[j]}_{name}"] = pd.Series(cells, index=index.copy(), dtype=object)
+        return pd.DataFrame(columns, index=index.copy(), dtype=object)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns, known from the parameters before any case is extracted.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored: the output names depend only on `phases` and `params`.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            ``f"{phase}_{name}"`` for each phase, then each PyRadiomics feature name in
+            PyRadiomics's order (see :func:`~p53radiomics.radiomics.feature_names`).
+        """
+        phases = self.phases
+        if isinstance(phases, str) or not isinstance(phases, list | tuple) or not phases:
+            raise ValueError(
+                f"phases must be a non-empty list or tuple of phase names, got {phases!r}"
+            )
+        names = feature_names(self.params)
+        return np.asarray([f"{phase}_{name}" for phase in phases for name in names], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = True
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+
+def _pyradiomics_version():
+    import radiomics
+
+    return radiomics.__version__
+
+
+def _cache_key(cache, image_cell, mask_cell, cache_params):
+    """The cache key of one (image, mask) pair, or None without a cache or if a cell cannot be hashed.
+
+    A cell that cannot be hashed (a missing file, an empty cell) is extracted, and so reported by
+    :mod:`p53radiomics.io` with its patient id and column.
+    """
+    if cache is None:
+        return None
+    try:
+        return cache.key(fingerprint(image_cell), fingerprint(mask_cell), params=cache_params)
+    except Exception:
+        return None
