@@ -10,11 +10,15 @@ test module, named in ``IMAGE_LEVEL`` below.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from p53radiomics.feature_selection import CorrelationFilter, LassoSelector
 from p53radiomics.utils.discovery import all_estimators
 
 # Numeric estimators with the small settings that keep the checks fast, and the expected failures
 # of each with a specific reason: {name: (factory, {check_name: reason})}.
-NUMERIC = {}
+NUMERIC = {
+    "CorrelationFilter": (lambda: CorrelationFilter(), {}),
+    "LassoSelector": (lambda: LassoSelector(cv=3, Cs=5, random_state=0), {}),
+}
 
 # Image-level estimators -> the test module that runs check_image_estimator on them.
 IMAGE_LEVEL = {}
