@@ -1,6 +1,6 @@
 """LassoSelector: keep the features of an L1-penalised logistic regression tuned by cross-validation."""
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, clone
