@@ -151,7 +151,10 @@ def _validated(data_json, source):
     from radiomics import getFeatureClasses
 
     image_types = data.get("imageType") or {"Original": {}}
-    classes = data.get("featureClass") or {name: [] for name in getFeatureClasses()}
+    classes = data.get("featureClass")
+    if not classes:  # PyRadiomics enables every class; shape2D computes nothing unless force2D
+        force2d = (data.get("setting") or {}).get("force2D", False)
+        classes = {name: [] for name in getFeatureClasses() if name != "shape2D" or force2d}
     resolved = {
         "imageType": {k: dict(v or {}) for k, v in image_types.items()},
         "featureClass": {k: (list(v) if v else []) for k, v in classes.items()},
@@ -176,8 +179,9 @@ def load_params(params=None):
     -------
     params : dict
         A new dict with the three keys filled in as PyRadiomics fills them: no image type means
-        ``{"Original": {}}``; no feature class means every class; a class with no feature list
-        (``None``) means its non-deprecated features (stored as ``[]``).
+        ``{"Original": {}}``; no feature class means every class (``shape2D`` only with
+        ``force2D``, as it computes nothing otherwise); a class with no feature list (``None``)
+        means its non-deprecated features (stored as ``[]``). Loading it again gives it back.
 
     Raises
     ------
