@@ -544,7 +544,7 @@ def test_the_cache_is_hit(tmp_path, monkeypatch):
 def _break(case, folder):
     """Cohort of 3 patients in which patient P001's phase 'pvp' has the problem `case`."""
     X = _cohort(3, folder=folder)
-    image, mask = sitk.ReadImage(X.at["P001", "pvp"]), sitk.ReadImage(X.at["P001", "pvp_mask"])
+    mask = sitk.ReadImage(X.at["P001", "pvp_mask"])
     column = "pvp_mask"
     if case == "missing file":
         X.at["P001", "pvp"], column = str(folder / "nowhere.nii.gz"), "pvp"
