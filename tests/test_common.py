@@ -8,9 +8,12 @@ test module, named in ``IMAGE_LEVEL`` below.
 """
 
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from p53radiomics.feature_selection import CorrelationFilter, LassoSelector
+from p53radiomics.fusion import StackingFusion
 from p53radiomics.utils.discovery import all_estimators
 
 # Numeric estimators with the small settings that keep the checks fast, and the expected failures
@@ -18,6 +21,10 @@ from p53radiomics.utils.discovery import all_estimators
 NUMERIC = {
     "CorrelationFilter": (lambda: CorrelationFilter(), {}),
     "LassoSelector": (lambda: LassoSelector(cv=3, Cs=5, random_state=0), {}),
+    "StackingFusion": (
+        lambda: StackingFusion([("linear", LogisticRegression()), ("bayes", GaussianNB())], cv=3),
+        {},
+    ),
 }
 
 # Image-level estimators -> the test module that runs check_image_estimator on them.
