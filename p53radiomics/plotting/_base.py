@@ -33,7 +33,8 @@ def _named_scores(y_score, name, default="Classifier"):
 
 
 def _one_or_list(values):
-    """sklearn's convention for artists: the artist itself when there is one, else the list."""
+    """The single entry itself, else the list: scikit-learn's convention for per-curve
+    artists (``line_``), used here for per-curve data as well."""
     return values[0] if len(values) == 1 else values
 
 
@@ -117,3 +118,49 @@ def _finish_axes(ax, *, despine, legend_loc):
             ax.spines[side].set_visible(False)
     if any(not label.startswith("_") for label in ax.get_legend_handles_labels()[1]):
         ax.legend(loc=legend_loc)
+
+
+class _ProbabilityDisplayMixin:
+    """``from_estimator`` of the displays drawn from predicted probabilities."""
+
+    @classmethod
+    def from_estimator(cls, estimator, X, y, *, pos_label=None, name=None, **kwargs):
+        """Compute and draw the display from fitted classifiers' predicted probabilities on data.
+
+        Parameters
+        ----------
+        estimator : fitted classifier or mapping of str to fitted classifiers
+            Binary classifiers with ``predict_proba``; a mapping draws one curve per entry.
+        X : array-like or pandas.DataFrame
+            Input of the classifiers.
+        y : array-like of shape (n_samples,)
+            True labels.
+        pos_label : int, float, bool or str, default=None
+            Positive class; by default the last of ``estimator.classes_``.
+        name : str, default=None
+            Legend name of a single estimator (its class name by default).
+        **kwargs : dict
+            Passed to ``from_predictions``.
+
+        Returns
+        -------
+        display : object
+            The display, drawn.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import make_classification
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from p53radiomics.plotting import CalibrationDisplay, DecisionCurveDisplay
+        >>> X, y = make_classification(n_samples=200, random_state=0)
+        >>> model = LogisticRegression().fit(X, y)
+        >>> display = CalibrationDisplay.from_estimator(model, X, y, n_bins=5)
+        >>> display.line_.get_label().startswith("LogisticRegression (slope")
+        True
+        >>> DecisionCurveDisplay.from_estimator({"LR": model}, X, y).line_.get_label()
+        'LR'
+        """
+        probs, pos_label = _estimator_scores(
+            estimator, X, response_method="predict_proba", pos_label=pos_label, name=name
+        )
+        return cls.from_predictions(y, probs, pos_label=pos_label, **kwargs)

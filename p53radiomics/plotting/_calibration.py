@@ -4,18 +4,18 @@ from ..metrics import calibration_summary
 from ..metrics._checks import check_binary_scores
 from ._base import (
     _curve_kwargs,
-    _estimator_scores,
     _finish_axes,
     _get_axes,
     _named_scores,
     _one_or_list,
     _per_curve,
+    _ProbabilityDisplayMixin,
 )
 
 __all__ = ["CalibrationDisplay"]
 
 
-class CalibrationDisplay:
+class CalibrationDisplay(_ProbabilityDisplayMixin):
     """Calibration curves (reliability diagrams) of one or more models, with their statistics.
 
     Use :meth:`from_predictions` or :meth:`from_estimator`; all parameters are stored as
@@ -228,43 +228,3 @@ class CalibrationDisplay:
             pos_label=pos_label,
         )
         return display.plot(ax=ax, **plot_kwargs)
-
-    @classmethod
-    def from_estimator(cls, estimator, X, y, *, pos_label=None, name=None, **kwargs):
-        """Compute and draw calibration curves of fitted classifiers on data.
-
-        Parameters
-        ----------
-        estimator : fitted classifier or mapping of str to fitted classifiers
-            Binary classifiers with ``predict_proba``.
-        X : array-like or pandas.DataFrame
-            Input of the classifiers.
-        y : array-like of shape (n_samples,)
-            True labels.
-        pos_label : int, float, bool or str, default=None
-            Positive class; by default the last of ``estimator.classes_``.
-        name : str, default=None
-            Legend name of a single estimator (its class name by default).
-        **kwargs : dict
-            Passed to :meth:`from_predictions`.
-
-        Returns
-        -------
-        display : CalibrationDisplay
-            The display, drawn.
-
-        Examples
-        --------
-        >>> from sklearn.datasets import make_classification
-        >>> from sklearn.linear_model import LogisticRegression
-        >>> from p53radiomics.plotting import CalibrationDisplay
-        >>> X, y = make_classification(n_samples=200, random_state=0)
-        >>> model = LogisticRegression().fit(X, y)
-        >>> display = CalibrationDisplay.from_estimator(model, X, y, n_bins=5)
-        >>> display.line_.get_label().startswith("LogisticRegression (slope")
-        True
-        """
-        probs, pos_label = _estimator_scores(
-            estimator, X, response_method="predict_proba", pos_label=pos_label, name=name
-        )
-        return cls.from_predictions(y, probs, pos_label=pos_label, **kwargs)

@@ -6,18 +6,18 @@ from ..metrics import net_benefit
 from ..metrics._checks import check_binary_scores
 from ._base import (
     _curve_kwargs,
-    _estimator_scores,
     _finish_axes,
     _get_axes,
     _named_scores,
     _one_or_list,
     _per_curve,
+    _ProbabilityDisplayMixin,
 )
 
 __all__ = ["DecisionCurveDisplay"]
 
 
-class DecisionCurveDisplay:
+class DecisionCurveDisplay(_ProbabilityDisplayMixin):
     """Decision curves of one or more models, with the treat-all and treat-none references.
 
     Use :meth:`from_predictions` or :meth:`from_estimator`; all parameters are stored as
@@ -208,43 +208,3 @@ class DecisionCurveDisplay:
             pos_label=pos_label,
         )
         return display.plot(ax=ax, **plot_kwargs)
-
-    @classmethod
-    def from_estimator(cls, estimator, X, y, *, pos_label=None, name=None, **kwargs):
-        """Compute and draw decision curves of fitted classifiers on data.
-
-        Parameters
-        ----------
-        estimator : fitted classifier or mapping of str to fitted classifiers
-            Binary classifiers with ``predict_proba``.
-        X : array-like or pandas.DataFrame
-            Input of the classifiers.
-        y : array-like of shape (n_samples,)
-            True outcome.
-        pos_label : int, float, bool or str, default=None
-            Positive class; by default the last of ``estimator.classes_``.
-        name : str, default=None
-            Legend name of a single estimator (its class name by default).
-        **kwargs : dict
-            Passed to :meth:`from_predictions`.
-
-        Returns
-        -------
-        display : DecisionCurveDisplay
-            The display, drawn.
-
-        Examples
-        --------
-        >>> from sklearn.datasets import make_classification
-        >>> from sklearn.linear_model import LogisticRegression
-        >>> from p53radiomics.plotting import DecisionCurveDisplay
-        >>> X, y = make_classification(n_samples=200, random_state=0)
-        >>> model = LogisticRegression().fit(X, y)
-        >>> display = DecisionCurveDisplay.from_estimator(model, X, y, name="LR")
-        >>> display.line_.get_label()
-        'LR'
-        """
-        risks, pos_label = _estimator_scores(
-            estimator, X, response_method="predict_proba", pos_label=pos_label, name=name
-        )
-        return cls.from_predictions(y, risks, pos_label=pos_label, **kwargs)
