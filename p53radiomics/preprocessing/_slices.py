@@ -1,0 +1,166 @@
+"""The axial slice with the largest ROI, cropped around it and resized: the CNN's input."""
+
+from numbers import Integral
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from ..io import DEFAULT_PHASES, load_case
+from ._base import Interval, StrOptions, _StatelessCohortTransformer
+
+__all__ = ["LargestSliceCropper"]
+
+
+class LargestSliceCropper(_StatelessCohortTransformer):
+    """The axial slice with the largest ROI of each phase, cropped around the ROI and resized.
+
+    Per patient and phase, as in the study: the axial slice (along the image's third voxel axis)
+    where the ROI has the most voxels; the ROI's bounding box on that slice, grown by `margin`
+    pixels on every side; the box made square around its centre by widening its shorter side (in
+    mm, so the aspect ratio is kept even where pixels are not square); then resampled to
+    ``size x size`` pixels by linear interpolation (where the square reaches beyond the image, the
+    edge pixels are repeated).
+
+    Works on a raw cohort table or on the output of :class:`N4Resampler`. The step learns nothing.
+
+    Parameters
+    ----------
+    phases : sequence of str, default=("ap", "pvp", "dp")
+        Phases to crop, in the order of the output's channels.
+    margin : int, default=10
+        Pixels added to each side of the ROI's bounding box (the study's peritumoral margin).
+    size : int, default=256
+        Side of the output crops, in pixels.
+    normalization : {"zscore"} or None, default="zscore"
+        ``"zscore"``: each crop (one patient, one phase) minus its mean, divided by its standard
+        deviation (a constant crop is only centred), as the study normalised each channel. ``None``
+        keeps the intensities of the input.
+    verbose : int, default=0
+        ``0`` silent; ``1`` or more shows a progress bar.
+
+    Attributes
+    ----------
+    feature_names_in_ : ndarray of str
+        Columns of the table seen in ``fit`` (only after ``fit``).
+    n_features_in_ : int
+        Number of those columns (only after ``fit``).
+
+    See Also
+    --------
+    N4Resampler : Bias-field correction, crop, resampling and normalisation of the volumes.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, SimpleITK as sitk
+    >>> from p53radiomics.preprocessing import LargestSliceCropper
+    >>> image = sitk.GetImageFromArray(np.arange(4 * 20 * 20, dtype=np.float32).reshape(4, 20, 20))
+    >>> mask = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    >>> mask.CopyInformation(image)
+    >>> mask[5:9, 6:12, 1] = 1
+    >>> mask[5:7, 6:8, 2] = 1
+    >>> X = pd.DataFrame({"ap": [image], "pvp": [image], "mask": [mask]}, index=["P1"])
+    >>> crops = LargestSliceCropper(phases=("ap", "pvp"), margin=2, size=32).fit_transform(X)
+    >>> crops.shape, crops.dtype
+    ((1, 2, 32, 32), dtype('float32'))
+    """
+
+    _parameter_constraints = {
+        "phases": ["array-like"],
+        "margin": [Interval(Integral, 0, None, closed="left")],
+        "size": [Interval(Integral, 1, None, closed="left")],
+        "normalization": [StrOptions({"zscore"}), None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self, phases=DEFAULT_PHASES, *, margin=10, size=256, normalization="zscore", verbose=0
+    ):
+        self.phases = phases
+        self.margin = margin
+        self.size = size
+        self.normalization = normalization
+        self.verbose = verbose
+
+    def transform(self, X):
+        """Crop every case and phase.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Cohort table (see :mod:`p53radiomics.io`); image and mask cells are paths or
+            :class:`SimpleITK.Image`. It is not modified.
+
+        Returns
+        -------
+        crops : ndarray of shape (n_patients, n_phases, size, size), dtype float32
+            ``crops[i, j]`` is phase ``phases[j]`` of patient ``X.index[i]``, rows along the image's
+            second axis (y), columns along its first (x).
+
+        Raises
+        ------
+        CohortError
+            For a missing or unreadable file, an empty mask, a mask with several labels, or a mask
+            and image of different geometry, naming the patient and the column.
+        """
+        self._start_transform(X)
+        phases = tuple(self.phases)
+        crops = np.empty((len(X), len(phases), self.size, self.size), dtype=np.float32)
+        patients = tqdm(X.index, desc="LargestSliceCropper", unit="case", disable=not self.verbose)
+        for i, patient_id in enumerate(patients):
+            case = load_case(X, patient_id, phases)
+            for j, phase in enumerate(phases):
+                crops[i, j] = _largest_slice_crop(*case[phase], self.margin, self.size)
+        if self.normalization == "zscore":
+            mean = crops.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+            std = crops.std(axis=(2, 3), keepdims=True, dtype=np.float64)
+            crops = ((crops - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+        return crops
+
+
+def largest_slice(mask):
+    """Index (along the third voxel axis) of the axial slice where `mask` has the most voxels.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        A 3D mask (non-zero voxels = ROI).
+
+    Returns
+    -------
+    index : int
+        The first such slice where several have the same area.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> from p53radiomics.preprocessing._slices import largest_slice
+    >>> mask = sitk.Image([8, 8, 5], sitk.sitkUInt8)
+    >>> mask[2:4, 2:4, 1] = 1
+    >>> mask[2:6, 2:6, 3] = 1
+    >>> largest_slice(mask)
+    3
+    """
+    areas = np.count_nonzero(sitk.GetArrayViewFromImage(mask), axis=(1, 2))
+    return int(np.argmax(areas))
+
+
+def _largest_slice_crop(image, mask, margin, size):
+    """The square crop of one phase, as a float32 ``(size, size)`` array."""
+    k = largest_slice(mask)
+    pixels = sitk.GetArrayViewFromImage(image)[k].astype(np.float32)  # (y, x)
+    rows, cols = np.nonzero(sitk.GetArrayViewFromImage(mask)[k])
+    spacing_x, spacing_y = image.GetSpacing()[:2]
+    centre_y = (rows.min() + rows.max()) / 2
+    centre_x = (cols.min() + cols.max()) / 2
+    side_mm = max(
+        (cols.max() - cols.min() + 1 + 2 * margin) * spacing_x,
+        (rows.max() - rows.min() + 1 + 2 * margin) * spacing_y,
+    )
+    # Pixel centres of the output, as (continuous) indices into the slice.
+    steps = (np.arange(size) + 0.5) / size - 0.5
+    ys = centre_y + steps * side_mm / spacing_y
+    xs = centre_x + steps * side_mm / spacing_x
+    grid = np.meshgrid(ys, xs, indexing="ij")
+    return ndimage.map_coordinates(pixels, grid, order=1, mode="nearest")
