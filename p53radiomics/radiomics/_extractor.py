@@ -106,20 +106,35 @@ def _pyradiomics_extractor(params):
     return extractor
 
 
-def _extract_phase(case, patient_id, phase, params, parent_pid, verbose):
+@contextmanager
+def _one_sitk_thread():
+    """SimpleITK on one thread inside the block (the previous number is restored after).
+
+    In a worker process the workers share the cores. In the calling process it makes the values
+    independent of ``n_jobs`` and of the machine: multi-threaded filters (``sitk.Normalize``'s
+    statistics) sum in an order that depends on the number of threads, which moves the last bits
+    of some features. PyRadiomics's own work is single-threaded, so nothing is lost.
+    """
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _extract_phase(case, patient_id, phase, params, verbose):
     """Read one phase of one patient through :mod:`p53radiomics.io` and run PyRadiomics on it.
 
     Returns ``("ok", features, diagnostics, messages)`` or ``("error", CohortError)``: errors are
     returned, not raised, so that ``on_error="skip"`` lets the other cases go on.
     """
-    if os.getpid() != parent_pid:
-        # In a worker process: one SimpleITK thread, the workers share the cores.
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     image_col = phase
     try:
-        image, mask = load_case(case, patient_id, phases=(phase,))[phase]
-        with _radiomics_logging(verbose) as messages:
-            result = _pyradiomics_extractor(params).execute(image, mask)
+        with _one_sitk_thread():
+            image, mask = load_case(case, patient_id, phases=(phase,))[phase]
+            with _radiomics_logging(verbose) as messages:
+                result = _pyradiomics_extractor(params).execute(image, mask)
     except CohortError as exc:
         return ("error", exc)
     except Exception as exc:  # PyRadiomics raises ValueError (ROI too small...) and others
@@ -204,8 +219,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         (never their paths), the parameters and the PyRadiomics version. ``None`` caches nothing.
     n_jobs : int or None, default=None
         Extractions run in parallel over (patient, phase) pairs, through joblib (loky processes by
-        default; each worker limits SimpleITK to one thread). ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context; ``-1`` uses every core.
+        default). ``None`` means 1 unless in a :func:`joblib.parallel_config` context; ``-1`` uses
+        every core. SimpleITK runs on one thread during an extraction, in the workers and in the
+        calling process alike, so the values do not depend on `n_jobs` or the machine.
     on_error : {"raise", "skip"}, default="raise"
         What a failed case does: ``"raise"`` raises :class:`~p53radiomics.CohortError` naming the
         patient and the phase (an unreadable or missing file, an empty mask, a mask of another
@@ -407,10 +423,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         """Extract the cases of `todo` (in parallel), check them, cache them; return the skipped ones."""
         from tqdm.auto import tqdm
 
-        parent = os.getpid()
         verbose = int(self.verbose)
         outcomes = Parallel(n_jobs=self.n_jobs, prefer="processes", return_as="generator")(
-            delayed(_extract_phase)(case, index[row], phases[j], params, parent, verbose)
+            delayed(_extract_phase)(case, index[row], phases[j], params, verbose)
             for row, j, _, case in todo
         )
         skipped = []
