@@ -39,7 +39,7 @@ class N4Resampler(_StatelessCohortTransformer):
     The study's preprocessing, per patient and phase:
 
     1. **N4 bias-field correction**, estimated on the volume shrunk by `shrink_factor` (a mask of the
-       body foreground, Otsu's threshold, limits the fit) and applied at full resolution: the log
+       body foreground, see Notes, limits the fit) and applied at full resolution: the log
        bias field is evaluated on the original voxel grid and the image divided by its exponential;
     2. **crop** to the ROI's bounding box grown by `margin_mm` on every side (``None`` keeps the whole
        volume), before resampling so that only the voxels kept are interpolated;
@@ -122,14 +122,19 @@ class N4Resampler(_StatelessCohortTransformer):
     column, and ``mask`` itself is then dropped, since its geometry no longer matches the images.
 
     **Where the normalisation statistics come from.** The reference region is the *body foreground
-    of the whole bias-corrected volume*: the voxels above Otsu's threshold (and above 0), on the
-    grid N4 works on (the volume shrunk by `shrink_factor`, a regular subsample of the full one).
-    It does not depend on the ROI, on `margin_mm` or on `spacing`, so the same tissue gets the same
-    value whatever the crop; air is left out, so its share of the field of view does not shift the
-    statistics. After ``"zscore"`` one unit is one standard deviation of the body's intensities: on
-    abdominal MR an organ or tumour then spans about 1 to 4 units, so a grey-level discretisation
-    should use a bin width of about 0.05 to 0.1 (or a fixed bin count), never PyRadiomics's default
-    ``binWidth: 25``, which would leave 1 to 3 grey levels in the ROI.
+    of the whole bias-corrected volume*: the voxels above the triangle threshold of the volume's
+    histogram (the foot of the air peak: every tissue, dark or bright, is kept; air is left out)
+    and above 0, taken on the grid N4 works on (the volume shrunk by `shrink_factor`, a regular
+    subsample of the full one). N4 is fitted on the same voxels. The region does not depend on the
+    ROI, on `margin_mm` or on `spacing`, so the same tissue gets the same value whatever the crop,
+    and the share of air in the field of view does not shift the statistics. (Otsu's threshold is
+    not used: on MR it often splits bright fat from dark parenchyma and would leave the liver out.)
+    After ``"zscore"`` one unit is one standard deviation of the body's intensities (fat, organs
+    and muscle together), so a single organ or tumour spans only about 1 to 3 units between its
+    1st and 99th percentiles (0.9 for the liver of the real abdominal MR of the tests, 1.4 to 3.5
+    for tumours of the synthetic cohort). A grey-level discretisation must be sized for that: a
+    bin width of about 0.05 (20 to 70 grey levels in those ROIs) or a fixed bin count, never
+    PyRadiomics's default ``binWidth: 25``, which puts the whole ROI in one bin.
 
     **Skipped cases.** A scikit-learn :class:`~sklearn.pipeline.Pipeline` cannot drop rows (``y``
     would no longer match), so a skipped case keeps its row with ``None`` cells; a later step then
@@ -523,11 +528,13 @@ class _ImageProblem(ValueError):
 
 
 def _body_foreground(image):
-    """Voxels above Otsu's threshold (the body, not the air), as a ``uint8`` image.
+    """Voxels above the triangle threshold (the body, not the air), as a ``uint8`` image.
 
-    The whole volume where the threshold leaves nothing (a constant image).
+    The triangle method puts the threshold at the foot of the histogram's main peak, the air of an
+    MR volume, so that every tissue is kept. The whole volume where it leaves nothing (a constant
+    image).
     """
-    foreground = sitk.OtsuThreshold(image, 0, 1, 200)
+    foreground = sitk.TriangleThreshold(image, 0, 1, 256)
     if not sitk.GetArrayViewFromImage(foreground).any():
         foreground = foreground == 0
     return foreground
