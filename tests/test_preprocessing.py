@@ -593,3 +593,14 @@ def test_steps_in_a_function_pipeline_leave_inputs_alone(tmp_path):
     )
     assert pipe.fit_transform(X).shape == (1, 3, 8, 8)
     assert sorted(os.listdir(tmp_path / "in")) == before
+
+
+def test_verbose_shows_progress_and_logs_cache_use(tmp_path, capsys, caplog):
+    X = _cohort(n=1, phases=("ap",))
+    step = N4Resampler(phases=("ap",), cache_dir=tmp_path / "cache", verbose=1, **FAST)
+    with caplog.at_level("INFO", logger="p53radiomics.preprocessing._n4"):
+        step.fit_transform(X)
+    assert "N4Resampler" in capsys.readouterr().err  # the tqdm bar
+    assert "0 of 1 (case, phase) pairs read from the cache" in caplog.text
+    LargestSliceCropper(phases=("ap",), size=8, verbose=1).fit_transform(X)
+    assert "LargestSliceCropper" in capsys.readouterr().err

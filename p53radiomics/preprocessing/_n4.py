@@ -105,10 +105,10 @@ class N4Resampler(_StatelessCohortTransformer):
         Set by ``transform``: the cases its last call skipped (index: patient id; columns
         ``column``, the cell at fault, and ``reason``). Empty when none was.
     cache_hits_ : int
-        Set by ``transform`` when `cache_dir` is set: (patient, phase) pairs its last call read
-        from the cache.
+        Set by ``transform``: (patient, phase) pairs its last call read from the cache (0 without
+        `cache_dir`).
     cache_misses_ : int
-        Pairs its last call computed (and wrote to the cache).
+        Set by ``transform``: pairs its last call computed (and wrote to the cache, if any).
 
     See Also
     --------
@@ -124,8 +124,9 @@ class N4Resampler(_StatelessCohortTransformer):
     **Where the normalisation statistics come from.** The reference region is the *body foreground
     of the whole bias-corrected volume*: the voxels above the triangle threshold of the volume's
     histogram (the foot of the air peak: every tissue, dark or bright, is kept; air is left out)
-    and above 0, taken on the grid N4 works on (the volume shrunk by `shrink_factor`, a regular
-    subsample of the full one). N4 is fitted on the same voxels. The region does not depend on the
+    and above 0, taken on the grid N4 works on: the volume shrunk by `shrink_factor`, which keeps
+    every `shrink_factor`-th voxel of the full-resolution corrected volume. N4 is fitted on the
+    same voxels. The region does not depend on the
     ROI, on `margin_mm` or on `spacing`, so the same tissue gets the same value whatever the crop,
     and the share of air in the field of view does not shift the statistics. (Otsu's threshold is
     not used: on MR it often splits bright fat from dark parenchyma and would leave the liver out.)
@@ -349,14 +350,13 @@ class N4Resampler(_StatelessCohortTransformer):
                 self._fail(out)
             results[item] = out
 
-        if cache is not None:
-            self.cache_hits_, self.cache_misses_ = hits, len(todo)
-            if self.verbose:
-                logger.info(
-                    "N4Resampler: %d of %d (case, phase) pairs read from the cache",
-                    hits,
-                    len(items),
-                )
+        self.cache_hits_, self.cache_misses_ = hits, len(todo)
+        if cache is not None and self.verbose:
+            logger.info(
+                "N4Resampler: %d of %d (case, phase) pairs read from the cache",
+                hits,
+                len(items),
+            )
         return self._assemble(X, phase_cols, results)
 
     def _fail(self, error):
@@ -485,13 +485,14 @@ def _preprocess_volume(
 ):
     """The four steps on one image and its mask (a binary ``uint8`` image on the same grid)."""
     image = sitk.Cast(image, sitk.sitkFloat32)
-    shrunk = sitk.Shrink(image, _shrink_factors(image.GetSize(), shrink_factor))
+    # `reference` and `foreground`: the normalisation's statistics, on the shrunk grid.
     if bias_correction:
         log_field, reference, foreground = _estimate_log_bias_field(
-            image, shrink_factor, n_iterations, shrunk=shrunk
+            image, shrink_factor, n_iterations
         )
     else:
-        log_field, reference, foreground = None, shrunk, _body_foreground(shrunk)
+        reference = sitk.Shrink(image, _shrink_factors(image.GetSize(), shrink_factor))
+        log_field, foreground = None, _body_foreground(reference)
 
     region = _roi_region(mask, margin_mm)
     image, mask = _crop(image, region), _crop(mask, region)
@@ -540,7 +541,7 @@ def _body_foreground(image):
     return foreground
 
 
-def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 50), *, shrunk=None):
+def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 50)):
     """Estimate N4's log bias field on a shrunk copy of `image` and evaluate it on `image`'s grid.
 
     Parameters
@@ -551,20 +552,19 @@ def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 5
         See :class:`N4Resampler`.
     n_iterations : sequence of int, default=(50, 50, 50, 50)
         See :class:`N4Resampler`.
-    shrunk : SimpleITK.Image, default=None
-        `image` already shrunk, if the caller has it.
 
     Returns
     -------
     log_field : SimpleITK.Image
         The log bias field on `image`'s full-resolution grid (divide the image by its exponential).
     corrected : SimpleITK.Image
-        The shrunk image, bias-corrected.
+        The full-resolution corrected image subsampled to the shrunk grid (the shrink keeps every
+        `shrink_factor`-th voxel, so these are exactly voxels of the corrected volume).
     foreground : SimpleITK.Image
         The body foreground N4 was fitted on, on the shrunk grid.
     """
-    if shrunk is None:
-        shrunk = sitk.Shrink(image, _shrink_factors(image.GetSize(), shrink_factor))
+    factors = _shrink_factors(image.GetSize(), shrink_factor)
+    shrunk = sitk.Shrink(image, factors)
     foreground = _body_foreground(shrunk) & (shrunk > 0)
     if not sitk.GetArrayViewFromImage(foreground).any():
         raise _ImageProblem(
@@ -573,8 +573,9 @@ def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 5
         )
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations([int(n) for n in n_iterations])
-    corrected = n4.Execute(shrunk, foreground)
-    return n4.GetLogBiasFieldAsImage(image), corrected, foreground
+    n4.Execute(shrunk, foreground)
+    log_field = n4.GetLogBiasFieldAsImage(image)
+    return log_field, shrunk / sitk.Exp(sitk.Shrink(log_field, factors)), foreground
 
 
 def _roi_region(mask, margin_mm):
