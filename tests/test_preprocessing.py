@@ -604,3 +604,21 @@ def test_verbose_shows_progress_and_logs_cache_use(tmp_path, capsys, caplog):
     assert "0 of 1 (case, phase) pairs read from the cache" in caplog.text
     LargestSliceCropper(phases=("ap",), size=8, verbose=1).fit_transform(X)
     assert "LargestSliceCropper" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "values, settings, message",
+    [
+        (-50.0, {}, "N4 needs positive intensities"),
+        (7.0, {"bias_correction": False}, "constant in its body foreground"),
+    ],
+)
+def test_images_n4_or_normalisation_cannot_handle_name_patient_and_column(
+    values, settings, message
+):
+    image, mask = _phantom()
+    image = image * 0 + values
+    X = pd.DataFrame({"ap": [image], "mask": [mask]}, index=["P9"])
+    with pytest.raises(CohortError, match=message) as excinfo:
+        N4Resampler(phases=("ap",), **settings, **FAST).fit_transform(X)
+    _error(excinfo, "P9", "ap")

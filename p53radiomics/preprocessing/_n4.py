@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..cache import CaseCache, fingerprint
 from ..exceptions import CohortError, SkippedCaseWarning
-from ..io import DEFAULT_PHASES, load_case, phase_columns, read_image
+from ..io import DEFAULT_PHASES, _sitk_reason, load_case, phase_columns, read_image
 from ._base import Interval, StrOptions, _StatelessCohortTransformer
 
 __all__ = ["N4Resampler"]
@@ -391,10 +391,12 @@ class N4Resampler(_StatelessCohortTransformer):
         )
 
     def _assemble(self, X, phase_cols, results):
-        skipped = {}
-        for item, out in results.items():
-            if isinstance(out, CohortError) and item.patient_id not in skipped:
-                skipped[item.patient_id] = (out.column, str(out))
+        skipped = {}  # in the table's order; a case's first failing phase is reported
+        for pid in X.index:
+            for pc in phase_cols:
+                out = results[_Item(pid, *pc)]
+                if isinstance(out, CohortError) and pid not in skipped:
+                    skipped[pid] = (out.column, str(out))
         self.skipped_ = pd.DataFrame(
             [{"column": c, "reason": r} for c, r in skipped.values()],
             index=pd.Index(list(skipped), name=X.index.name),
@@ -433,9 +435,8 @@ def _fingerprint(X, patient_id, column, memo):
         try:
             memo[memo_key] = fingerprint(cell)
         except (OSError, TypeError) as exc:
-            read_image(
-                cell, patient_id=patient_id, column=column
-            )  # raises the error that names the cell
+            # read_image raises the error that says what is wrong with the cell (empty, missing...).
+            read_image(cell, patient_id=patient_id, column=column)
             raise CohortError(
                 f"cannot read {cell!r}: {exc}", patient_id=patient_id, column=column
             ) from exc
@@ -452,11 +453,10 @@ def _preprocess_item(row, item, key, settings, cache_args, n_threads):
     except CohortError as exc:
         return exc
     except RuntimeError as exc:  # SimpleITK reports its failures as RuntimeError
-        reason = next(
-            (ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__
-        )
         return CohortError(
-            f"preprocessing failed: {reason}", patient_id=item.patient_id, column=item.image_column
+            f"preprocessing failed: {_sitk_reason(exc)}",
+            patient_id=item.patient_id,
+            column=item.image_column,
         )
     except _ImageProblem as exc:
         return CohortError(str(exc), patient_id=item.patient_id, column=item.image_column)
@@ -464,9 +464,8 @@ def _preprocess_item(row, item, key, settings, cache_args, n_threads):
         return image, mask
     cache = CaseCache(*cache_args)
     mask_path = cache.save_image(key, mask, _MASK_SUFFIX)
-    image_path = cache.save_image(
-        key, image, _IMAGE_SUFFIX
-    )  # written last: its presence marks a whole entry
+    # The image is written last: its presence marks a whole entry.
+    image_path = cache.save_image(key, image, _IMAGE_SUFFIX)
     return str(image_path), str(mask_path)
 
 
