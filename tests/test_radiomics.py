@@ -8,6 +8,7 @@ the full default feature set run it on one small case; the others use a reduced 
 import ast
 import io
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -457,6 +458,9 @@ def test_parameters_are_validated_in_fit_and_transform():
             extractor.fit(X)
         with pytest.raises(InvalidParameterError):
             extractor.transform(X)
+    for phases in (("ap", "ap"), (), ("ap", 3)):
+        with pytest.raises(ValueError, match="distinct phase names"):
+            RadiomicsExtractor(phases=phases).get_feature_names_out()
     params = {"setting": {"binCount": 8}}
     extractor = RadiomicsExtractor(phases=("ap",), params=params)
     assert extractor.get_params()["params"] is params  # stored unchanged
@@ -591,7 +595,7 @@ def test_bad_input_raises_with_patient_and_column(case, tmp_path):
 @pytest.mark.parametrize("case", ["missing file", "several labels", "single-voxel ROI"])
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_bad_input_is_skipped_warned_and_recorded(case, n_jobs, tmp_path):
-    X, _ = _break(case, tmp_path)
+    X, column = _break(case, tmp_path)
     extractor = RadiomicsExtractor(
         phases=("ap", "pvp"),
         params=SMALL_PARAMS,
@@ -605,10 +609,11 @@ def test_bad_input_is_skipped_warned_and_recorded(case, n_jobs, tmp_path):
     assert features.loc["P001"].filter(like="pvp_").isna().all()
     assert np.isfinite(features.drop(index="P001").to_numpy()).all()
     assert np.isfinite(features.loc["P001"].filter(like="ap_").to_numpy()).all()
-    assert extractor.skipped_.to_dict("records") == [
-        {"patient_id": "P001", "phase": "pvp", "reason": extractor.skipped_.at[0, "reason"]}
+    records = extractor.skipped_.to_dict("records")
+    assert records == [
+        {"patient_id": "P001", "phase": "pvp", "column": column, "reason": records[0]["reason"]}
     ]
-    assert len(extractor.skipped_.at[0, "reason"]) > 10
+    assert re.search(_BAD_INPUTS[case], records[0]["reason"])
     # a clean run records nothing
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkippedCaseWarning)

@@ -236,7 +236,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     ----------
     skipped_ : pandas.DataFrame
         Set by ``transform``: one row per (patient, phase) left out under ``on_error="skip"``, with
-        columns ``patient_id``, ``phase`` and ``reason``; empty when nothing was skipped.
+        columns ``patient_id``, ``phase``, ``column`` (the cell at fault: the image or the mask
+        column) and ``reason``; empty when nothing was skipped. Failed cases are not cached: they
+        are tried again on the next call.
     diagnostics_ : pandas.DataFrame
         Set by ``transform``: PyRadiomics's diagnostics (versions, settings, image and mask hashes,
         ROI voxel count, bounding box...), one row per patient, columns
@@ -406,9 +408,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             for name, value in diag.items():
                 diagnostics.setdefault((j, name), {})[row] = value
         self.diagnostics_ = self._diagnostics_frame(diagnostics, X.index, phases)
-        self.skipped_ = pd.DataFrame(skipped, columns=["patient_id", "phase", "reason"])
+        self.skipped_ = pd.DataFrame(skipped, columns=["patient_id", "phase", "column", "reason"])
         if skipped:
-            shown = "; ".join(f"patient {p!r}, phase {ph!r}: {r}" for p, ph, r in skipped[:5])
+            shown = "; ".join(f"patient {p!r}, phase {ph!r}: {r}" for p, ph, _, r in skipped[:5])
             more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             warnings.warn(
                 f"RadiomicsExtractor skipped {len(skipped)} of {len(X) * len(phases)} (patient, phase) extractions, "
@@ -442,7 +444,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 except CohortError as exc:
                     if self.on_error == "raise":
                         raise
-                    skipped.append((patient_id, phase, exc.reason))
+                    skipped.append((patient_id, phase, exc.column, exc.reason))
                     continue
                 results[(row, j)] = (features, diagnostics)
                 if key is not None:
@@ -481,9 +483,15 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             PyRadiomics's order (see :func:`~p53radiomics.radiomics.feature_names`).
         """
         phases = self.phases
-        if isinstance(phases, str) or not isinstance(phases, list | tuple) or not phases:
+        if (
+            isinstance(phases, str)
+            or not isinstance(phases, list | tuple)
+            or not phases
+            or not all(isinstance(p, str) and p for p in phases)
+            or len(set(phases)) != len(phases)
+        ):
             raise ValueError(
-                f"phases must be a non-empty list or tuple of phase names, got {phases!r}"
+                f"phases must be a non-empty list or tuple of distinct phase names, got {phases!r}"
             )
         names = feature_names(self.params)
         return np.asarray([f"{phase}_{name}" for phase in phases for name in names], dtype=object)
