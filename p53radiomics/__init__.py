@@ -4,11 +4,40 @@ A library of scikit-learn estimators that fuse a clinical model, a radiomics mod
 CNN model (torchvision backbones trained through skorch) into one :class:`sklearn.pipeline.Pipeline`,
 from image files to a fused probability.
 
-Submodules: :mod:`p53radiomics.io` (images and the cohort table), :mod:`p53radiomics.datasets`
-(the synthetic cohort), :mod:`p53radiomics.metrics` (the study's tables and statistics).
+The estimators and :func:`make_paper_pipeline` are importable from here; they are loaded on first
+use (PEP 562), so that ``import p53radiomics`` and the command line's ``--help`` do not pay for
+torch, PyRadiomics and SimpleITK. Submodules: :mod:`p53radiomics.io` (images and the cohort table),
+:mod:`p53radiomics.datasets` (the synthetic cohort), :mod:`p53radiomics.metrics` (the study's tables
+and statistics), :mod:`p53radiomics.plotting` (ROC, calibration, decision curves, nomogram,
+Grad-CAM).
 """
+
+import importlib
 
 from ._version import __version__
 from .exceptions import CohortError, SkippedCaseWarning
 
-__all__ = ["CohortError", "SkippedCaseWarning", "__version__"]
+_LAZY = {
+    "N4Resampler": "p53radiomics.preprocessing",
+    "LargestSliceCropper": "p53radiomics.preprocessing",
+    "RadiomicsExtractor": "p53radiomics.radiomics",
+    "SkorchCNNFeaturizer": "p53radiomics.deep",
+    "CorrelationFilter": "p53radiomics.feature_selection",
+    "LassoSelector": "p53radiomics.feature_selection",
+    "StackingFusion": "p53radiomics.fusion",
+    "make_paper_pipeline": "p53radiomics.pipeline",
+}
+
+__all__ = ["CohortError", "SkippedCaseWarning", "__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'p53radiomics' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
