@@ -1,0 +1,125 @@
+"""The study's pipeline end to end on a small synthetic cohort: step names, a fit that predicts,
+persistence into a fresh CPU-only process, and each heavy step run once per case in a grid search."""
+
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pytest
+
+from p53radiomics import make_paper_pipeline
+
+# A reduced radiomics set and tiny CNN settings keep these tests to seconds per fit.
+TINY_RADIOMICS = {
+    "imageType": {"Original": {}},
+    "featureClass": {
+        "firstorder": ["Mean", "Median", "Skewness", "Kurtosis", "Entropy", "Uniformity"],
+        "glcm": ["Contrast", "Correlation"],
+    },
+    "setting": {"binCount": 16, "label": 1},
+}
+CLINICAL = ["ltd", "rim_aphe", "age", "gender", "washout"]
+
+
+def tiny_pipeline(cache_dir, **kwargs):
+    settings = dict(
+        backbone="resnet18",
+        mode="mc",
+        cache_dir=str(cache_dir),
+        crop_size=32,
+        max_epochs=1,
+        batch_size=16,
+        n_components=2,
+        radiomics_params=TINY_RADIOMICS,
+        spacing=(2.0, 2.0, 2.0),
+        margin_mm=10.0,
+        cv=2,
+        random_state=0,
+        device="cpu",
+    )
+    settings.update(kwargs)
+    model = make_paper_pipeline(CLINICAL, **settings)
+    model.set_params(
+        preprocess__n_iterations=(10, 10)
+    )  # N4 converges on these volumes in a few iterations
+    return model
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from p53radiomics.datasets import make_synthetic_cohort
+
+    return make_synthetic_cohort(
+        tmp_path_factory.mktemp("cohort"), n_patients=16, random_state=2, voxel_scale=2.5
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(cohort, tmp_path_factory):
+    X, y = cohort
+    model = tiny_pipeline(tmp_path_factory.mktemp("cache"))
+    return model.fit(X, y)
+
+
+def test_step_names_follow_the_design():
+    model = make_paper_pipeline(["ltd", "rim_aphe"])
+    assert [n for n, _ in model.steps] == ["preprocess", "fusion"]
+    branches = dict(model.named_steps["fusion"].estimators)
+    assert list(branches) == ["clinical", "radiomics", "deep"]
+    assert [n for n, _ in branches["clinical"].steps] == ["encode", "select", "classifier"]
+    assert [n for n, _ in branches["radiomics"].steps] == [
+        "extract",
+        "scale",
+        "decorrelate",
+        "select",
+        "classifier",
+    ]
+    names = [n for n, _ in branches["deep"].steps]
+    assert [n for n in names if n != "scale"] == ["crop", "cnn", "select", "classifier"]
+    params = model.get_params()
+    assert (
+        params["fusion__deep__cnn__backbone"] == "resnet101"
+        and params["fusion__deep__cnn__mode"] == "ff"
+    )
+    model.set_params(fusion__deep__cnn__backbone="densenet121", fusion__deep__cnn__mode="mc")
+    assert model.named_steps["fusion"].estimators[2][1].named_steps["cnn"].backbone == "densenet121"
+
+
+def test_fit_predicts_probabilities_and_branch_scores(cohort, fitted):
+    X, y = cohort
+    proba = fitted.predict_proba(X)
+    assert (
+        proba.shape == (len(X), 2)
+        and np.isfinite(proba).all()
+        and np.allclose(proba.sum(axis=1), 1)
+    )
+    scores = (
+        fitted.named_steps["fusion"]
+        .set_output(transform="pandas")
+        .transform(fitted.named_steps["preprocess"].transform(X))
+    )
+    assert list(scores.columns) == ["clinical", "radiomics", "deep"] and scores.index.equals(
+        X.index
+    )
+    assert fitted.score(X, y) >= 0.5
+
+
+def test_pickled_pipeline_predicts_the_same_in_a_fresh_cpu_only_process(cohort, fitted, tmp_path):
+    X, _ = cohort
+    expected = fitted.predict_proba(X)[:, 1]
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    X.to_pickle(tmp_path / "X.pkl")
+    script = textwrap.dedent(
+        f"""
+        import os
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        import joblib, numpy as np, pandas as pd
+        model = joblib.load({str(tmp_path / "model.joblib")!r})
+        X = pd.read_pickle({str(tmp_path / "X.pkl")!r})
+        np.save({str(tmp_path / "p.npy")!r}, model.predict_proba(X)[:, 1])
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-6, atol=1e-7)
