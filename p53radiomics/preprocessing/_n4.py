@@ -5,6 +5,7 @@ import math
 import os
 import warnings
 from collections import namedtuple
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -85,8 +86,10 @@ class N4Resampler(_StatelessCohortTransformer):
         read back instead of computed. Several processes may share the folder. ``None`` keeps the
         output in memory as :class:`SimpleITK.Image` cells.
     n_jobs : int or None, default=None
-        Cases processed in parallel (joblib, loky backend); ``None`` means 1, ``-1`` all cores. In
-        parallel each worker limits SimpleITK to one thread, which scales better than threads.
+        Cases processed in parallel (joblib, loky backend); ``None`` means 1, ``-1`` all cores.
+        SimpleITK runs on one thread while it processes a case, whatever `n_jobs`: processes scale
+        better than its threads, and the output then does not depend on `n_jobs` (multi-threaded
+        filters sum in an order that depends on the number of threads).
     on_error : {"raise", "skip"}, default="raise"
         ``"raise"``: the first bad case raises :class:`~p53radiomics.exceptions.CohortError` naming
         the patient and the column. ``"skip"``: a bad case is warned (:class:`SkippedCaseWarning`),
@@ -378,7 +381,6 @@ class N4Resampler(_StatelessCohortTransformer):
                 key,
                 settings,
                 cache_args,
-                1 if n_jobs > 1 else None,
             )
             for item, key in todo
         )
@@ -443,13 +445,23 @@ def _fingerprint(X, patient_id, column, memo):
     return memo[memo_key]
 
 
-def _preprocess_item(row, item, key, settings, cache_args, n_threads):
-    """Preprocess one (patient, phase); return (image, mask), their cached paths, or a CohortError."""
-    if n_threads is not None:
-        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(n_threads)
+@contextmanager
+def _one_sitk_thread():
+    """SimpleITK on one thread inside the block; the previous number is restored after."""
+    threads = sitk.ProcessObject_GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
     try:
-        image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
-        image, mask = _preprocess_volume(image, mask, **settings)
+        yield
+    finally:
+        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _preprocess_item(row, item, key, settings, cache_args):
+    """Preprocess one (patient, phase); return (image, mask), their cached paths, or a CohortError."""
+    try:
+        with _one_sitk_thread():
+            image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
+            image, mask = _preprocess_volume(image, mask, **settings)
     except CohortError as exc:
         return exc
     except RuntimeError as exc:  # SimpleITK reports its failures as RuntimeError
