@@ -201,7 +201,7 @@ def bench_cache(X, n, folder):
     t_fill, _ = timed(lambda: clone(cached).transform(X))
     second = clone(cached)  # as in cross-validation: a clone
     t_hit, hit = timed(lambda: second.transform(X))
-    assert second.n_cache_hits_ == n and second.n_extracted_ == 0
+    assert second.cache_hits_ == n and second.cache_misses_ == 0
     assert np.array_equal(hit.to_numpy(), plain.to_numpy())
     print(f"\n3. cache ({load()})")
     print(

@@ -237,6 +237,24 @@ def test_default_set_on_a_preprocessed_like_case():
     assert trap["original_firstorder_Entropy"] < 1.0
 
 
+def test_grey_levels_on_n4resampler_output():
+    """DESIGN §6 on N4Resampler's own output: an MR-like case in raw units (0.8 x 0.8 x 3 mm),
+    bias-corrected, cropped, resampled to 1 mm and z-scored, then the full default set."""
+    from p53radiomics.preprocessing import N4Resampler
+
+    image, mask = _tumour(11, shape=(16, 64, 64), radius=6.0, spacing=(0.8, 0.8, 3.0), zscore=False)
+    X = pd.DataFrame({"ap": [image], "ap_mask": [mask]}, index=["P1"])
+    pipeline = make_pipeline(N4Resampler(phases=("ap",)), RadiomicsExtractor(phases=("ap",)))
+    features = pipeline.fit_transform(X)
+    preprocessed = pipeline[0].transform(X)
+    image, mask = preprocessed.at["P1", "ap"], preprocessed.at["P1", "ap_mask"]
+    assert image.GetSpacing() == (1.0, 1.0, 1.0)
+    assert _grey_levels(image, mask, load_params()["setting"]) >= 24
+    assert _grey_levels(image, mask, {"binWidth": 25}) <= 3
+    assert features.shape == (1, 1223) and np.isfinite(features.to_numpy()).all()
+    assert features.at["P1", "ap_original_firstorder_Entropy"] > 3.0
+
+
 def test_default_set_on_a_real_abdominal_mr():
     """A real MR (liver ROI, label 5, 3-mm voxels), z-scored over a crop around the ROI like
     N4Resampler: the full default set equals PyRadiomics called directly, grey levels realistic."""
@@ -489,7 +507,7 @@ def test_the_cache_is_hit(tmp_path, monkeypatch):
     X = _cohort(2, folder=inputs)
     first = RadiomicsExtractor(phases=("ap", "pvp"), params=SMALL_PARAMS, cache_dir=cache_dir)
     expected = first.fit_transform(X)
-    assert (first.n_extracted_, first.n_cache_hits_) == (4, 0)
+    assert (first.cache_misses_, first.cache_hits_) == (4, 0)
     assert not list(inputs.glob("*cache*")) and sorted(p.name for p in inputs.iterdir()) == sorted(
         Path(c).name for c in X[["ap", "ap_mask", "pvp", "pvp_mask"]].to_numpy().ravel()
     )
@@ -505,7 +523,7 @@ def test_the_cache_is_hit(tmp_path, monkeypatch):
         second = clone(first)
         again = second.fit_transform(X)
     pd.testing.assert_frame_equal(expected, again, check_exact=True)
-    assert (second.n_extracted_, second.n_cache_hits_) == (0, 4)
+    assert (second.cache_misses_, second.cache_hits_) == (0, 4)
     pd.testing.assert_frame_equal(first.diagnostics_, second.diagnostics_)
 
     # keyed by contents: moved files still hit, an edited image misses (only its own case)
@@ -518,7 +536,7 @@ def test_the_cache_is_hit(tmp_path, monkeypatch):
     sitk.WriteImage(image, X_moved.at["P001", "pvp"])
     third = clone(first)
     changed = third.fit_transform(X_moved)
-    assert (third.n_extracted_, third.n_cache_hits_) == (1, 3)
+    assert (third.cache_misses_, third.cache_hits_) == (1, 3)
     pd.testing.assert_frame_equal(
         changed.drop(index="P001"), expected.drop(index="P001"), check_exact=True
     )
@@ -531,15 +549,15 @@ def test_the_cache_is_hit(tmp_path, monkeypatch):
         phases=("ap",), params={**SMALL_PARAMS, "setting": {"binCount": 8}}, cache_dir=cache_dir
     )
     other.fit_transform(X)
-    assert (other.n_extracted_, other.n_cache_hits_) == (2, 0)
+    assert (other.cache_misses_, other.cache_hits_) == (2, 0)
     X_memory = X.copy()
     for column in ("ap", "ap_mask"):
         X_memory[column] = [sitk.ReadImage(p) for p in X[column]]
     in_memory = RadiomicsExtractor(phases=("ap",), params=SMALL_PARAMS, cache_dir=cache_dir)
     in_memory.fit_transform(X_memory)
-    assert in_memory.n_cache_hits_ == 0
+    assert in_memory.cache_hits_ == 0
     in_memory.fit_transform(X_memory)
-    assert in_memory.n_cache_hits_ == 2
+    assert in_memory.cache_hits_ == 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -609,11 +627,10 @@ def test_bad_input_is_skipped_warned_and_recorded(case, n_jobs, tmp_path):
     assert features.loc["P001"].filter(like="pvp_").isna().all()
     assert np.isfinite(features.drop(index="P001").to_numpy()).all()
     assert np.isfinite(features.loc["P001"].filter(like="ap_").to_numpy()).all()
-    records = extractor.skipped_.to_dict("records")
-    assert records == [
-        {"patient_id": "P001", "phase": "pvp", "column": column, "reason": records[0]["reason"]}
-    ]
-    assert re.search(_BAD_INPUTS[case], records[0]["reason"])
+    skipped = extractor.skipped_
+    assert skipped.index.tolist() == ["P001"] and skipped.index.name == "patient_id"
+    assert skipped[["phase", "column"]].to_numpy().tolist() == [["pvp", column]]
+    assert re.search(_BAD_INPUTS[case], skipped.at["P001", "reason"])
     # a clean run records nothing
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkippedCaseWarning)
@@ -712,7 +729,7 @@ def test_in_a_pipeline_with_skipped_cases(tmp_path):
     ).set_output(transform="pandas")
     with pytest.warns(SkippedCaseWarning):
         pipeline.fit(X, y)
-    assert pipeline[0].skipped_["patient_id"].tolist() == ["P001"]
+    assert pipeline[0].skipped_.index.tolist() == ["P001"]
     with pytest.warns(SkippedCaseWarning):
         assert pipeline.predict_proba(X).shape == (6, 2)
     assert pipeline[:-1].get_feature_names_out().size == 2 * N_SMALL

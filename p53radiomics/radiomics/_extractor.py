@@ -235,19 +235,21 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     skipped_ : pandas.DataFrame
-        Set by ``transform``: one row per (patient, phase) left out under ``on_error="skip"``, with
-        columns ``patient_id``, ``phase``, ``column`` (the cell at fault: the image or the mask
-        column) and ``reason``; empty when nothing was skipped. Failed cases are not cached: they
+        Set by ``transform``: one row per (patient, phase) its last call left out under
+        ``on_error="skip"`` (index: patient id; columns ``phase``, ``column``, the cell at fault,
+        and ``reason``), in table order. Empty when none was. Failed cases are not cached: they
         are tried again on the next call.
     diagnostics_ : pandas.DataFrame
         Set by ``transform``: PyRadiomics's diagnostics (versions, settings, image and mask hashes,
         ROI voxel count, bounding box...), one row per patient, columns
         ``f"{phase}_{diagnostics name}"``, object dtype. Empty columns when the parameters set
         ``additionalInfo: false``.
-    n_extracted_ : int
-        Set by ``transform``: (patient, phase) pairs that PyRadiomics extracted in the last call.
-    n_cache_hits_ : int
-        Set by ``transform``: (patient, phase) pairs read from the cache in the last call.
+    cache_hits_ : int
+        Set by ``transform``: (patient, phase) pairs its last call read from the cache (0 without
+        `cache_dir`).
+    cache_misses_ : int
+        Set by ``transform``: pairs its last call gave PyRadiomics (and wrote to the cache, if any,
+        when they succeeded).
 
     See Also
     --------
@@ -264,8 +266,9 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
     Grey levels: on z-scored intensities PyRadiomics's default ``binWidth: 25`` leaves one to three
     grey levels in an ROI, and every texture feature is then meaningless. The study's set uses
-    ``binCount: 32`` (and ``normalize: true``, which changes nothing on an image z-scored already),
-    so every ROI and every filtered image is discretised into up to 32 levels whatever its unit.
+    ``binCount: 32``, so every ROI and every filtered image is discretised into up to 32 levels
+    whatever its unit, and leaves the normalisation to :class:`~p53radiomics.N4Resampler`
+    (``normalize: false``).
 
     A failure is never a silent NaN: PyRadiomics itself logs an error and returns NaN when a
     feature fails; here such a case is raised, or skipped and reported. Under ``on_error="skip"``
@@ -389,7 +392,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 )
                 todo.append((row, j, key, case))
 
-        self.n_cache_hits_ = len(results)
+        self.cache_hits_ = len(results)
         if results:
             logger.info(
                 "RadiomicsExtractor: %d of %d extractions read from the cache",
@@ -399,7 +402,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         skipped = []
         if todo:
             skipped = self._run(todo, X.index, phases, params, names, cache, cache_params, results)
-        self.n_extracted_ = len(todo) - len(skipped)
+        self.cache_misses_ = len(todo)
 
         values = np.full((len(X), len(phases) * len(names)), np.nan, dtype=np.float64)
         diagnostics = {}  # (phase index, name) -> {row: value}
@@ -408,9 +411,15 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
             for name, value in diag.items():
                 diagnostics.setdefault((j, name), {})[row] = value
         self.diagnostics_ = self._diagnostics_frame(diagnostics, X.index, phases)
-        self.skipped_ = pd.DataFrame(skipped, columns=["patient_id", "phase", "column", "reason"])
+        self.skipped_ = pd.DataFrame(
+            [s[1:] for s in skipped],
+            index=X.index[[s[0] for s in skipped]].rename("patient_id"),
+            columns=["phase", "column", "reason"],
+        )
         if skipped:
-            shown = "; ".join(f"patient {p!r}, phase {ph!r}: {r}" for p, ph, _, r in skipped[:5])
+            shown = "; ".join(
+                f"patient {X.index[r]!r}, phase {ph!r}: {why}" for r, ph, _, why in skipped[:5]
+            )
             more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             warnings.warn(
                 f"RadiomicsExtractor skipped {len(skipped)} of {len(X) * len(phases)} (patient, phase) extractions, "
@@ -444,7 +453,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 except CohortError as exc:
                     if self.on_error == "raise":
                         raise
-                    skipped.append((patient_id, phase, exc.column, exc.reason))
+                    skipped.append((row, phase, exc.column, exc.reason))
                     continue
                 results[(row, j)] = (features, diagnostics)
                 if key is not None:
