@@ -20,6 +20,17 @@ from p53radiomics.deep import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Also imported, with _seed, by the other tests/test_deep_*.py modules.
+    # On a shared 2-core machine, two OpenMP threads that spin while waiting for each other run
+    # these small convolutions 3-10 times slower than one thread does.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -50,7 +61,7 @@ def test_output_shapes_all_backbones_both_modes(backbone, mode):
     width = BACKBONES[backbone]
     features = cnn.transform(X)
     assert features.shape == (2, n_branches * width)
-    assert features.dtype == np.float32 and np.isfinite(features).all()
+    assert features.dtype == np.float64 and np.isfinite(features).all()
     assert cnn.get_feature_names_out().shape == (n_branches * width,)
     assert cnn.predict_proba(X).shape == (2, 2)
     module = cnn.net_.module_

@@ -337,6 +337,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         net = self._make_net(len(self.classes_), seed, self.device_)
         with _seeded(seed, self.device_), cuda_flags(self.device_, training=True):
             net.fit(X, y_encoded.astype(np.int64))
+        net.optimizer_.zero_grad(set_to_none=True)  # free the last step's gradients
         self.net_ = net
         self.branch_width_ = BACKBONES[self.backbone]
         features = None
@@ -351,7 +352,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
             features = net.penultimate(X)
             self.pca_ = [
                 PCA(n_components=self.n_components, random_state=seed).fit(block)
-                for block in self._blocks(features)
+                for block in self._blocks(features.astype(np.float64))
             ]
         return X, features
 
@@ -360,12 +361,15 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         return [features[:, i : i + width] for i in range(0, features.shape[1], width)]
 
     def _project(self, features):
+        # float64 throughout: float32 BLAS results shift in the last digit with the memory
+        # alignment of the arrays (e.g. after unpickling).
+        features = features.astype(np.float64)
         if self.pca_ is None:
             return features
         blocks = [
             pca.transform(b) for pca, b in zip(self.pca_, self._blocks(features), strict=True)
         ]
-        return np.hstack(blocks).astype(np.float32, copy=False)
+        return np.hstack(blocks)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -425,7 +429,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out), dtype float32
+        features : ndarray of shape (n_samples, n_features_out), dtype float64
             Branch after branch; ``n_features_out`` is ``n_branches * n_components`` (or
             ``n_branches * branch_width_`` when ``n_components=None``).
         """
@@ -461,7 +465,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def grad_cam(self, X, *, target=None):
         """Grad-CAM heatmaps at crop resolution: one per phase (FF) or the joint one (MC).
@@ -516,7 +521,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         # Crops are 4-D arrays: scikit-learn's 2-D checks do not apply.
         tags.input_tags.two_d_array = False
-        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
 
     def __setstate__(self, state):

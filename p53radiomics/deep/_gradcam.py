@@ -86,10 +86,14 @@ def grad_cam(estimator, X, *, target=None):
                 for act, grad in zip(activations, grads, strict=True):
                     weights = grad.float().mean(dim=(2, 3), keepdim=True)
                     cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))
-                    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
-                    peak = cam.amax(dim=(2, 3), keepdim=True)
-                    batch.append(torch.where(peak > 0, cam / peak.clamp_min(1e-12), 0.0))
-                maps.append(torch.cat(batch, dim=1).cpu())
+                    batch.append(
+                        F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+                    )
+                cams = torch.cat(batch, dim=1)
+                # One scale for all maps of a sample, so that a phase that does not drive the
+                # decision stays dark instead of having its noise stretched to full range.
+                peak = cams.amax(dim=(1, 2, 3), keepdim=True)
+                maps.append(torch.where(peak > 0, cams / peak.clamp_min(1e-12), 0.0).cpu())
     finally:
         for handle in handles:
             handle.remove()

@@ -1,0 +1,401 @@
+"""SkorchCNNFeaturizer on the CPU: the scikit-learn contract, learning, Grad-CAM, pickling.
+
+scikit-learn's common checks (``parametrize_with_checks``) build 2-D arrays; the featurizer takes
+4-D crops and declares ``two_d_array=False``, for which ``parametrize_with_checks`` yields nothing
+but the clone check. So the checks that need no data are run here one by one, and the ones that do
+(fit returns self, unfitted errors, inputs not mutated, same output for the same random_state,
+pickling, clone and set_params in a grid search) are written out on crops, as imbalanced-learn
+does for its own estimators.
+
+The toy task: noise crops; in class "mutant" a bright square sits near the centre of a random
+quadrant on every phase. 64x64 crops give ResNet18's last stage a 2x2 grid, one cell per quadrant,
+so Grad-CAM can be checked against the square's quadrant.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils import estimator_checks
+from sklearn.utils._param_validation import InvalidParameterError
+from skorch.dataset import Dataset
+
+# Autouse fixtures shared by the deep-learning tests: one torch thread, seeded torch and numpy.
+from test_deep_backbones import _one_torch_thread, _seed  # noqa: F401
+from torch.utils.data import Subset
+
+from p53radiomics.deep import SkorchCNNFeaturizer
+from p53radiomics.deep._modules import RandomCropFlip
+from p53radiomics.deep._net import ArrayBatches
+
+CLASSES = np.array(["mutant", "wild"])  # sorted, so "mutant" is classes_[0]
+SIZE = 64
+HALF = SIZE // 2
+
+
+def make_toy(n, seed=0, side=14):
+    """Crops (n, 3, 64, 64), labels, the quadrant of each square (0..3, -1 without square)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3, SIZE, SIZE)).astype(np.float32)
+    y = np.where(np.arange(n) % 2 == 0, "mutant", "wild")
+    quadrant = np.full(n, -1)
+    for i in np.flatnonzero(y == "mutant"):
+        quadrant[i] = rng.integers(0, 4)
+        r0 = (quadrant[i] // 2) * HALF + (HALF - side) // 2 + rng.integers(-2, 3)
+        c0 = (quadrant[i] % 2) * HALF + (HALF - side) // 2 + rng.integers(-2, 3)
+        X[i, :, r0 : r0 + side, c0 : c0 + side] += np.array([4.0, 3.0, 2.0])[:, None, None]
+    return X, y, quadrant
+
+
+def tiny(n=8, seed=0, size=32):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3, size, size)).astype(np.float32), np.arange(n) % 2
+
+
+def quick(**params):
+    """A featurizer that fits in about a second on tiny crops."""
+    defaults = {"mode": "mc", "n_components": 2, "max_epochs": 1, "batch_size": 8}
+    return SkorchCNNFeaturizer(**{**defaults, **params, "device": "cpu", "random_state": 0})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_toy(32)
+
+
+@pytest.fixture(scope="module")
+def fitted_mc(toy):
+    X, y, _ = toy
+    cnn = SkorchCNNFeaturizer(
+        mode="mc", n_components=4, max_epochs=3, batch_size=16, augment=False, random_state=0
+    )
+    torch.manual_seed(0)
+    return cnn.fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def fitted_ff():
+    X, y, quadrant = make_toy(24, seed=1)
+    cnn = SkorchCNNFeaturizer(
+        mode="ff", n_components=4, max_epochs=2, batch_size=16, augment=False, random_state=0
+    )
+    return cnn.fit(X, y), X, y, quadrant
+
+
+def quadrant_of_peak(heatmap):
+    means = [heatmap[r : r + HALF, c : c + HALF].mean() for r in (0, HALF) for c in (0, HALF)]
+    return int(np.argmax(means))
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_mc_learns_toy_task(fitted_mc, toy):
+    X, y, _ = toy
+    proba = fitted_mc.predict_proba(X)
+    assert proba.shape == (32, 2) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(fitted_mc.classes_, CLASSES)
+    assert roc_auc_score(y == "mutant", proba[:, 0]) > 0.9
+    assert set(fitted_mc.predict(X)) <= set(CLASSES)
+    assert fitted_mc.score(X, y) > 0.8
+
+
+def test_ff_learns_toy_task(fitted_ff):
+    cnn, X, y, _ = fitted_ff
+    assert roc_auc_score(y == "mutant", cnn.predict_proba(X)[:, 0]) > 0.9
+    assert len(cnn.net_.module_.branches) == 3
+    assert cnn.transform(X).shape == (24, 12)
+
+
+# ----------------------------------------------------------------------------- Grad-CAM
+
+
+def test_grad_cam_mc_joint_map_finds_the_square(fitted_mc, toy):
+    X, y, quadrant = toy
+    positive = np.flatnonzero(y == "mutant")
+    maps = fitted_mc.grad_cam(X[positive], target="mutant")
+    assert maps.shape == (len(positive), 1, SIZE, SIZE) and maps.dtype == np.float32
+    assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2, 3)), 1)
+    hits = [quadrant_of_peak(m[0]) == q for m, q in zip(maps, quadrant[positive], strict=True)]
+    assert np.mean(hits) >= 0.75  # chance: 0.25
+
+
+def test_grad_cam_ff_per_phase_maps_find_the_square(fitted_ff):
+    cnn, X, y, quadrant = fitted_ff
+    positive = np.flatnonzero(y == "mutant")
+    maps = cnn.grad_cam(X[positive], target="mutant")
+    assert maps.shape == (len(positive), 3, SIZE, SIZE)
+    assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2, 3)), 1)  # one scale per sample
+    hits = []
+    for m, q in zip(maps, quadrant[positive], strict=True):
+        strongest = m[np.argmax(m.mean(axis=(1, 2)))]  # the phase that drives the decision
+        hits.append(quadrant_of_peak(strongest) == q)
+    assert np.mean(hits) >= 0.75
+
+
+def test_grad_cam_targets(fitted_mc, toy):
+    X = toy[0][:3]
+    predicted = fitted_mc.grad_cam(X)
+    by_label = [
+        fitted_mc.grad_cam(X[i : i + 1], target=label)
+        for i, label in enumerate(fitted_mc.predict(X))
+    ]
+    np.testing.assert_allclose(predicted, np.concatenate(by_label), atol=1e-5)
+    with pytest.raises(ValueError, match="is not one of the classes"):
+        fitted_mc.grad_cam(X, target="unknown")
+    # Grad-CAM leaves no gradient behind on the parameters.
+    assert all(p.grad is None for p in fitted_mc.net_.module_.parameters())
+
+
+# ----------------------------------------------------------------------------- transform
+
+
+def test_transform_pca_per_branch_and_feature_names(fitted_mc, fitted_ff, toy):
+    features = fitted_mc.transform(toy[0])
+    assert features.shape == (32, 4) and features.dtype == np.float64
+    np.testing.assert_array_equal(
+        fitted_mc.get_feature_names_out(), ["cnn_mc_pc0", "cnn_mc_pc1", "cnn_mc_pc2", "cnn_mc_pc3"]
+    )
+    names = fitted_ff[0].get_feature_names_out()
+    assert names[0] == "cnn_ap_pc0" and names[4] == "cnn_pvp_pc0" and names[-1] == "cnn_dp_pc3"
+    assert [type(p).__name__ for p in fitted_ff[0].pca_] == ["PCA"] * 3
+
+
+def test_fit_transform_matches_fit_then_transform():
+    X, y = tiny()
+    two_phases = X[:, :2]  # FF with two branches: half the cost of three
+    a = quick(mode="ff").fit_transform(two_phases, y)
+    b = quick(mode="ff").fit(two_phases, y)
+    np.testing.assert_allclose(a, b.transform(two_phases), rtol=1e-5, atol=1e-5)
+    assert a.shape == (8, 4) and b.get_feature_names_out()[2] == "cnn_phase1_pc0"
+    raw = quick(n_components=None, phases=["a", "b", "c"])
+    assert raw.fit_transform(X, y).shape == (8, 512)
+    assert raw.get_feature_names_out()[-1] == "cnn_mc_511"
+
+
+def test_set_output_pandas():
+    X, y = tiny()
+    cnn = quick().set_output(transform="pandas")
+    frame = cnn.fit_transform(X, y)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == list(cnn.get_feature_names_out())
+    assert isinstance(cnn.transform(X), pd.DataFrame)
+
+
+# ----------------------------------------------------------------------------- pickling
+
+
+def test_pickle_round_trip_transforms_identically(fitted_mc, toy):
+    X = toy[0]
+    loaded = pickle.loads(pickle.dumps(fitted_mc))
+    # The network gives bit-identical features; the PCA's BLAS may move the last float64 digit.
+    np.testing.assert_array_equal(loaded.net_.penultimate(X), fitted_mc.net_.penultimate(X))
+    np.testing.assert_allclose(loaded.transform(X), fitted_mc.transform(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted_mc.predict_proba(X))
+    assert loaded.device_ == "cpu"
+
+
+def test_joblib_load_in_fresh_cpu_only_process(fitted_mc, toy, tmp_path):
+    X = toy[0][:6]
+    joblib.dump(fitted_mc, tmp_path / "cnn.joblib")
+    np.save(tmp_path / "X.npy", X)
+    script = textwrap.dedent(
+        f"""
+        import joblib, numpy as np
+        cnn = joblib.load({str(tmp_path / "cnn.joblib")!r})
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.save({str(tmp_path / "proba.npy")!r}, cnn.predict_proba(X))
+        np.save({str(tmp_path / "features.npy")!r}, cnn.transform(X))
+        """
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "proba.npy"), fitted_mc.predict_proba(X), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "features.npy"), fitted_mc.transform(X), atol=1e-5
+    )
+
+
+# ----------------------------------------------------------------------------- reproducibility
+
+
+def test_same_random_state_same_fit_and_global_rng_untouched():
+    X, y = tiny()
+    before = torch.get_rng_state()
+    a = quick(augment=True).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = quick(augment=True).fit(X, y)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    c = quick(augment=True, random_state=1)
+    c.set_params(random_state=1)
+    assert not np.allclose(c.fit(X, y).predict_proba(X), a.predict_proba(X))
+
+
+# ----------------------------------------------------------------------------- model selection
+
+
+def test_clone_and_set_params_in_grid_search():
+    X, y = tiny(n=16)
+    X = X[:, :2]  # FF with two branches: half the cost of three
+    pipe = Pipeline([("cnn", quick()), ("classifier", LogisticRegression())])
+    search = GridSearchCV(pipe, {"cnn__mode": ["mc", "ff"]}, cv=2, scoring="roc_auc")
+    search.fit(X, y)
+    assert set(search.cv_results_["param_cnn__mode"]) == {"mc", "ff"}
+    best = search.best_estimator_.named_steps["cnn"]
+    assert best.mode == search.best_params_["cnn__mode"]
+    assert search.predict_proba(X).shape == (16, 2)
+    # The featurizer is itself a classifier with predict_proba.
+    alone = GridSearchCV(quick(), {"lr": [1e-3, 1e-2]}, cv=2).fit(X, y)
+    assert alone.best_params_["lr"] in (1e-3, 1e-2)
+
+
+def test_early_stopping_lr_schedule_and_verbose(capsys):
+    X, y = tiny(n=12)
+    cnn = quick(max_epochs=4, validation_fraction=0.25, patience=1, verbose=1).fit(X, y)
+    history = cnn.net_.history
+    assert 1 <= len(history) <= 4
+    assert all(np.isfinite(history[:, "valid_loss"]))
+    lrs = history[:, "event_lr"]
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))  # cosine annealing
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "valid_loss" in out
+    silent = quick(lr_schedule="constant").fit(X, y)
+    assert capsys.readouterr().out == ""
+    assert "event_lr" not in silent.net_.history[-1]
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+def test_fit_returns_self_keeps_input_and_sets_attributes():
+    X, y = tiny()
+    X_copy, y_copy = X.copy(), y.copy()
+    cnn = quick()
+    assert cnn.fit(X, y) is cnn
+    cnn.transform(X)
+    np.testing.assert_array_equal(X, X_copy)
+    np.testing.assert_array_equal(y, y_copy)
+    assert cnn.n_features_in_ == 3 and cnn.phases_ == ("ap", "pvp", "dp")
+    assert cnn.channel_mean_.shape == (3,) and cnn.branch_width_ == 512
+    assert cnn.device_ == "cpu" and cnn.device == "cpu"
+    # float64 input is accepted (converted to float32), parameters are unchanged.
+    assert cnn.fit(X.astype(np.float64), y).get_params()["n_components"] == 2
+
+
+def test_unfitted_raises():
+    X, _ = tiny()
+    cnn = SkorchCNNFeaturizer()
+    for method in (cnn.transform, cnn.predict, cnn.predict_proba, cnn.grad_cam):
+        with pytest.raises(NotFittedError):
+            method(X)
+    with pytest.raises(NotFittedError):
+        cnn.get_feature_names_out()
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "error", "match"),
+    [
+        (np.zeros((4, 3, 32), np.float32), [0, 1, 0, 1], ValueError, "Expected crops of shape"),
+        (np.zeros((4, 3, 16, 16), np.float32), [0, 1, 0, 1], ValueError, "too small"),
+        (np.full((4, 3, 32, 32), np.nan, np.float32), [0, 1, 0, 1], ValueError, "NaN"),
+        (np.zeros((4, 3, 32, 32), np.float32), [1, 1, 1, 1], ValueError, "single class"),
+        (np.zeros((4, 3, 32, 32), np.float32), [0.5, 1, 0, 1], ValueError, "Unknown label"),
+    ],
+)
+def test_bad_input(X, y, error, match):
+    with pytest.raises(error, match=match):
+        quick().fit(X, y)
+
+
+def test_bad_parameters_and_shapes():
+    X, y = tiny()
+    with pytest.raises(InvalidParameterError, match="backbone"):
+        quick(backbone="vgg16").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="mode"):
+        quick(mode="late").fit(X, y)
+    with pytest.raises(ValueError, match="must name each of the 3 phases"):
+        quick(phases=["ap", "pvp"]).fit(X, y)
+    with pytest.raises(ValueError, match="n_components=9 exceeds"):
+        quick(n_components=9).fit(X, y)
+    cnn = quick().fit(X, y)
+    with pytest.raises(ValueError, match="3 features"):
+        cnn.transform(X[:, :2])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            SkorchCNNFeaturizer(device="cuda", max_epochs=0).fit(X, y)
+
+
+DATA_FREE_CHECKS = [
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_parameters_default_constructible",
+    "check_no_attributes_set_in_init",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_mixin_order",
+    "check_do_not_raise_errors_in_init_or_set_params",
+]
+
+
+@pytest.mark.parametrize("check", DATA_FREE_CHECKS)
+def test_sklearn_checks_that_need_no_data(check):
+    getattr(estimator_checks, check)("SkorchCNNFeaturizer", SkorchCNNFeaturizer())
+
+
+def test_clone_keeps_parameters_unchanged():
+    cnn = SkorchCNNFeaturizer("densenet121", "mc", "imagenet", None, phases=("a", "b"))
+    twin = clone(cnn)
+    assert twin.get_params() == cnn.get_params() and twin is not cnn
+    assert twin.set_params(backbone="resnet50").backbone == "resnet50"
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def test_array_batches_merge_single_sample_tail_and_follow_subsets():
+    X = np.arange(9 * 3 * 32 * 32, dtype=np.float32).reshape(9, 3, 32, 32)
+    y = np.arange(9)
+    train = ArrayBatches(Dataset(X, y), batch_size=4, shuffle=True)
+    sizes = [len(xb) for xb, _ in train]
+    assert sizes == [4, 5] and len(train) == 2
+    seen = np.concatenate([yb.numpy() for _, yb in train])
+    assert sorted(seen) == list(range(9))
+    valid = ArrayBatches(Subset(Subset(Dataset(X, y), [1, 3, 5, 7]), [0, 2]), batch_size=4)
+    ((xb, yb),) = list(valid)
+    np.testing.assert_array_equal(yb.numpy(), [1, 5])
+    np.testing.assert_array_equal(xb.numpy(), X[[1, 5]])
+    ((xb, yb),) = list(ArrayBatches(Dataset(X, None), batch_size=16))
+    assert yb is None and xb.shape == (9, 3, 32, 32)
+    # A single-sample training set still trains (its one batch is not dropped).
+    assert quick().fit(X[:3] / 1e4, [0, 1, 0]).predict(X[:1]).shape == (1,)
+
+
+def test_augmentation_in_training_only_and_seeded():
+    x = torch.randn(4, 3, 32, 32)
+    augment = RandomCropFlip(0.5)
+    augment.eval()
+    assert augment(x) is x
+    augment.train()
+    torch.manual_seed(1)
+    a = augment(x)
+    torch.manual_seed(1)
+    b = augment(x)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x)
