@@ -92,14 +92,16 @@ def test_weights_from_state_dict_file(tmp_path):
     torch.save(state, path)
     X = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
 
-    mc = SkorchCNNFeaturizer(mode="mc", weights=str(path), max_epochs=0, n_components=None)
+    mc = SkorchCNNFeaturizer(
+        mode="mc", weights=str(path), max_epochs=0, n_components=None, device="cpu"
+    )
     mc.fit(X, [0, 1])
     trunk = mc.net_.module_.branches[0]
     torch.testing.assert_close(trunk.conv1.weight, conv)
     torch.testing.assert_close(trunk.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
 
     # FF branches see one channel: the RGB kernel summed (as for a grey image fed as RGB).
-    ff = SkorchCNNFeaturizer(mode="ff", weights=path, max_epochs=0, n_components=None)
+    ff = SkorchCNNFeaturizer(mode="ff", weights=path, max_epochs=0, n_components=None, device="cpu")
     ff.fit(X, [0, 1])
     for branch in ff.net_.module_.branches:
         torch.testing.assert_close(branch.conv1.weight, conv.sum(dim=1, keepdim=True))

@@ -80,7 +80,13 @@ def toy():
 def fitted_mc(toy):
     X, y, _ = toy
     cnn = SkorchCNNFeaturizer(
-        mode="mc", n_components=4, max_epochs=3, batch_size=16, augment=False, random_state=0
+        mode="mc",
+        n_components=4,
+        max_epochs=3,
+        batch_size=16,
+        augment=False,
+        random_state=0,
+        device="cpu",
     )
     torch.manual_seed(0)
     return cnn.fit(X, y)
@@ -90,7 +96,13 @@ def fitted_mc(toy):
 def fitted_ff():
     X, y, quadrant = make_toy(24, seed=1)
     cnn = SkorchCNNFeaturizer(
-        mode="ff", n_components=4, max_epochs=2, batch_size=16, augment=False, random_state=0
+        mode="ff",
+        n_components=4,
+        max_epochs=2,
+        batch_size=16,
+        augment=False,
+        random_state=0,
+        device="cpu",
     )
     return cnn.fit(X, y), X, y, quadrant
 
@@ -399,3 +411,32 @@ def test_augmentation_in_training_only_and_seeded():
     torch.manual_seed(1)
     b = augment(x)
     assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x)
+
+
+def test_pickled_net_drops_scheduler_state_and_trains_on():
+    X, y = tiny()
+    cnn = quick(max_epochs=2).fit(X, y)
+    scheduler = dict(cnn.net_.callbacks_)["lr_schedule"]
+    assert scheduler.lr_scheduler_ is not None
+    loaded = pickle.loads(pickle.dumps(cnn))
+    assert dict(loaded.net_.callbacks_)["lr_schedule"].lr_scheduler_ is None
+    assert scheduler.lr_scheduler_ is not None  # pickling did not change the original
+    loaded.net_.partial_fit(X, y.astype(np.int64))  # two more epochs; the scheduler is rebuilt
+    assert len(loaded.net_.history) == 4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
+def test_state_of_a_cuda_net_loads_on_cpu_without_warning(recwarn):
+    # What a net fitted on CUDA pickles, as far as a CPU-only machine can write it: device names.
+    X, y = tiny()
+    net = quick().fit(X, y).net_
+    state = net.__getstate__()
+    state.update(device="cuda", iterator_train__device="cuda", iterator_valid__device="cuda:0")
+    state["module_"] = None  # not reached: skorch keeps the module in the cuda-dependent blob
+    loaded = type(net).__new__(type(net))
+    loaded.__setstate__(state)
+    assert loaded.device == "cpu"
+    assert loaded.iterator_train__device == "cpu" and loaded.iterator_valid__device == "cpu"
+    assert not loaded.module_.channels_last
+    assert not [w for w in recwarn if "cuda" in str(w.message).lower()]
+    np.testing.assert_allclose(loaded.predict_proba(X), net.predict_proba(X), atol=1e-6)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._net import cuda_flags
+
 __all__ = ["grad_cam"]
 
 
@@ -75,25 +77,26 @@ def grad_cam(estimator, X, *, target=None):
     size = X.shape[-2:]
     maps = []
     try:
-        for xb, _ in net.get_iterator(net.get_dataset(X), training=False):
-            with torch.enable_grad():
-                logits = module(xb.to(net.device, non_blocking=True)).float()
-                index = _target_indices(estimator, target, logits)
-                score = logits.gather(1, index[:, None]).sum()
-                grads = torch.autograd.grad(score, activations)
-            with torch.no_grad():
-                batch = []
-                for act, grad in zip(activations, grads, strict=True):
-                    weights = grad.float().mean(dim=(2, 3), keepdim=True)
-                    cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))
-                    batch.append(
-                        F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
-                    )
-                cams = torch.cat(batch, dim=1)
-                # One scale for all maps of a sample, so that a phase that does not drive the
-                # decision stays dark instead of having its noise stretched to full range.
-                peak = cams.amax(dim=(1, 2, 3), keepdim=True)
-                maps.append(torch.where(peak > 0, cams / peak.clamp_min(1e-12), 0.0).cpu())
+        with cuda_flags(net.device, training=False):
+            for xb, _ in net.get_iterator(net.get_dataset(X), training=False):
+                with torch.enable_grad():
+                    logits = module(xb.to(net.device, non_blocking=True)).float()
+                    index = _target_indices(estimator, target, logits)
+                    score = logits.gather(1, index[:, None]).sum()
+                    grads = torch.autograd.grad(score, activations)
+                with torch.no_grad():
+                    batch = []
+                    for act, grad in zip(activations, grads, strict=True):
+                        weights = grad.float().mean(dim=(2, 3), keepdim=True)
+                        cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))
+                        batch.append(
+                            F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+                        )
+                    cams = torch.cat(batch, dim=1)
+                    # One scale for all maps of a sample, so that a phase that does not drive the
+                    # decision stays dark instead of having its noise stretched to full range.
+                    peak = cams.amax(dim=(1, 2, 3), keepdim=True)
+                    maps.append(torch.where(peak > 0, cams / peak.clamp_min(1e-12), 0.0).cpu())
     finally:
         for handle in handles:
             handle.remove()
