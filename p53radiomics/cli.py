@@ -1,8 +1,12 @@
 """The ``p53radiomics`` command line.
 
-``p53radiomics demo --out DIR`` generates the synthetic cohort into ``DIR/cohort`` and prints and
-writes its Table 1 (``DIR/table1.csv``). Every command writes only under the folder it is given.
-Heavy libraries are imported inside the commands, so ``--help`` answers at once.
+- ``p53radiomics demo --out DIR [--profile quick|full]``: the whole study on the synthetic cohort;
+- ``p53radiomics fit --cohort cohort.csv --label COLUMN --out model.joblib``;
+- ``p53radiomics evaluate --model model.joblib --cohort external.csv --label COLUMN --out DIR``;
+- ``p53radiomics predict --model model.joblib --cohort new.csv --out predictions.csv``.
+
+Every command writes only where ``--out`` (and ``--cache-dir``) say. Heavy libraries are imported
+inside the commands, so ``--help`` answers at once.
 """
 
 import argparse
@@ -10,68 +14,197 @@ import sys
 import time
 from pathlib import Path
 
-TABLE1_BINS = {"afp": [20, 400], "cea": [5], "ca199": [37]}
-
 
 def _demo(args):
-    import pandas as pd
+    from .study import run_study
 
-    from .datasets import make_synthetic_cohort
-    from .metrics import cohort_summary
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    print(
-        f"Generating a synthetic cohort of {args.n_patients} patients into {out / 'cohort'} ...",
-        flush=True,
-    )
-    X, y = make_synthetic_cohort(
-        out / "cohort",
+    run_study(
+        args.out,
+        profile=args.profile,
         n_patients=args.n_patients,
-        random_state=args.random_state,
         voxel_scale=args.voxel_scale,
+        random_state=args.random_state,
         n_jobs=args.n_jobs,
     )
-    generated = time.perf_counter() - start
-    print(
-        f"  done in {generated:.1f} s ({X['scanner'].nunique()} scanners, {int(y.sum())} P53-mutated)\n"
+    return 0
+
+
+def _read(args):
+    from .io import read_cohort_csv
+
+    return read_cohort_csv(
+        args.cohort,
+        id_column=args.id_column,
+        phases=args.phases,
+        label=getattr(args, "label", None),
     )
 
-    table = cohort_summary(X, y, bins=TABLE1_BINS, group_names=("P53-", "P53+"))
-    table.to_csv(out / "table1.csv")
-    with pd.option_context(
-        "display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40
-    ):
-        print("Table 1. Baseline characteristics by P53 status")
-        print(table.drop(columns="p_value").to_string())
-    print(
-        f"\nWrote {out / 'table1.csv'} and the cohort in {out / 'cohort'} (cohort.csv + images/)."
+
+def _fit(args):
+    import joblib
+
+    from .io import validate_cohort
+    from .metrics import youden_threshold
+    from .pipeline import make_paper_pipeline
+    from .study import PREOPERATIVE_COLUMNS, PROFILES, skip_bad_cases
+
+    start = time.perf_counter()
+    X, y = _read(args)
+    if args.on_error == "skip":
+        X, y, skipped = skip_bad_cases(X, y, args.phases)
+        for pid, row in skipped.iterrows():
+            print(
+                f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}",
+                file=sys.stderr,
+            )
+    else:
+        validate_cohort(X, args.phases, y=y)
+    profile = PROFILES[args.profile]
+    clinical = args.clinical_columns or [c for c in PREOPERATIVE_COLUMNS if c in X.columns]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache = args.cache_dir or str(out.with_suffix("").with_name(out.stem + "_cache"))
+    model = make_paper_pipeline(
+        clinical,
+        backbone=args.backbone or profile.final_backbone,
+        mode=args.mode or profile.final_mode,
+        phases=args.phases,
+        cache_dir=cache,
+        crop_size=profile.crop_size,
+        max_epochs=profile.max_epochs,
+        batch_size=profile.batch_size,
+        n_components=profile.n_components,
+        spacing=profile.spacing,
+        cv=profile.cv,
+        n_jobs=args.n_jobs,
+        random_state=args.random_state,
+        verbose=1,
     )
-    print(f"Total time: {time.perf_counter() - start:.1f} s")
+    if profile.radiomics != "study":
+        from .study import _radiomics_params
+
+        model.set_params(fusion__radiomics__extract__params=_radiomics_params(profile))
+    model.set_params(preprocess__n_iterations=profile.n_iterations)
+    print(
+        f"Fitting the combined model on {len(X)} patients ({int(y.sum())} positive), cache in {cache} ...",
+        flush=True,
+    )
+    model.fit(X, y)
+    from .study import MODEL_NAMES, _branch_scores
+
+    scores, _ = _branch_scores(model, X)
+    model.p53radiomics_thresholds_ = {
+        MODEL_NAMES[k]: float(youden_threshold(y, v)) for k, v in scores.items()
+    }
+    joblib.dump(model, out)
+    print(f"Wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _evaluate(args):
+    import joblib
+
+    from .study import evaluate_model
+
+    X, y = _read(args)
+    model = joblib.load(args.model)
+    results = evaluate_model(model, X, y, args.out, phases=args.phases, on_error=args.on_error)
+    columns = ["model", "cohort", "n", "accuracy", "auc_ci", "sensitivity", "specificity"]
+    print(results["table5"][columns].round(3).to_string(index=False))
+    if len(results["skipped"]):
+        print(f"{len(results['skipped'])} patients skipped; listed in the report", file=sys.stderr)
+    print(f"Wrote the external-validation report to {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def _predict(args):
+    import joblib
+    import pandas as pd
+
+    from .study import _branch_scores, skip_bad_cases
+
+    X = _read(args)
+    if args.on_error == "skip":
+        X, _, skipped = skip_bad_cases(X, None, args.phases)
+        for pid, row in skipped.iterrows():
+            print(
+                f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}",
+                file=sys.stderr,
+            )
+    model = joblib.load(args.model)
+    scores, _ = _branch_scores(model, X)
+    table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)
+    table["prediction"] = (
+        table["p_combined"]
+        >= getattr(model, "p53radiomics_thresholds_", {}).get("Combined model", 0.5)
+    ).astype(int)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out)
+    print(f"Wrote {len(table)} predictions to {out}")
+    return 0
+
+
+def _add_cohort_arguments(parser, label=True):
+    parser.add_argument(
+        "--cohort",
+        required=True,
+        help="cohort CSV (id column, image/mask columns, clinical columns)",
+    )
+    if label:
+        parser.add_argument(
+            "--label",
+            required=True,
+            help="column of the CSV holding the binary label (1 = P53-mutated)",
+        )
+    parser.add_argument(
+        "--id-column",
+        default=None,
+        help="id column of the CSV (default: patient_id, id, ... or the first column)",
+    )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        default=["ap", "pvp", "dp"],
+        help="phase columns (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="a bad row stops the run naming patient and column (raise), or is left out and listed (skip)",
+    )
 
 
 def build_parser():
     """The argument parser of the ``p53radiomics`` command (one sub-command per job)."""
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="p53radiomics",
         description="Predict P53 mutation in hepatocellular carcinoma from three-phase contrast MRI "
         "(clinical + radiomics + CNN models fused in one scikit-learn Pipeline).",
     )
-    from ._version import __version__
-
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = commands.add_parser(
         "demo",
-        help="run the main job on the embedded synthetic cohort",
-        description="Generate the synthetic three-phase DCE-MRI cohort and print its Table 1 "
-        "(baseline characteristics by P53 status). Outputs go only under --out.",
+        help="run the whole study on the embedded synthetic cohort",
+        description="Generate the synthetic three-phase DCE-MRI cohort, split it 7:3, and run the study: "
+        "Tables 1-5, DeLong tests, nomogram, calibration and decision curves, Grad-CAM. Writes report.html, "
+        "the tables (CSV), the figures (PNG) and the fitted combined model (model.joblib). Outputs go only "
+        "under --out.",
     )
     demo.add_argument(
         "--out", default="p53radiomics_demo", help="output folder (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--profile",
+        choices=["quick", "full", "smoke"],
+        default="quick",
+        help="quick: minutes on a 2-core CPU (one backbone, small crops, few epochs); "
+        "full: the study's settings, for a GPU (default: %(default)s)",
     )
     demo.add_argument(
         "--n-patients", type=int, default=320, help="cohort size (default: the study's %(default)s)"
@@ -90,6 +223,68 @@ def build_parser():
         help="parallel workers, -1 = all cores (default: %(default)s)",
     )
     demo.set_defaults(func=_demo)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit the combined model on your cohort",
+        description="Fit the study's combined model (preprocessing; clinical, radiomics and CNN models; stacking) "
+        "on a cohort CSV and save it with joblib. A per-case cache is kept beside the model (--cache-dir).",
+    )
+    _add_cohort_arguments(fit)
+    fit.add_argument("--out", required=True, help="where to write the fitted model (.joblib)")
+    fit.add_argument(
+        "--clinical-columns",
+        nargs="+",
+        default=None,
+        help="candidate clinical predictors (default: the preoperative ones present)",
+    )
+    fit.add_argument("--backbone", default=None, help="CNN backbone (default: the profile's)")
+    fit.add_argument(
+        "--mode",
+        choices=["ff", "mc"],
+        default=None,
+        help="CNN fusion mode (default: the profile's)",
+    )
+    fit.add_argument(
+        "--profile",
+        choices=["quick", "full", "smoke"],
+        default="full",
+        help="settings (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--cache-dir", default=None, help="per-case cache folder (default: beside --out)"
+    )
+    fit.add_argument(
+        "--n-jobs", type=int, default=-1, help="parallel workers (default: %(default)s)"
+    )
+    fit.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    fit.set_defaults(func=_fit)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="external validation of a fitted model",
+        description="Evaluate a fitted model on another cohort: Table 5, DeLong tests, ROC, calibration and "
+        "decision curves, at the thresholds chosen on the training cohort. Writes report.html under --out.",
+    )
+    evaluate.add_argument(
+        "--model", required=True, help="a model written by 'p53radiomics fit' or 'demo'"
+    )
+    _add_cohort_arguments(evaluate)
+    evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict P53 mutation for new patients",
+        description="Write each patient's fused probability, each model's probability and the call at the "
+        "training threshold to a CSV.",
+    )
+    predict.add_argument(
+        "--model", required=True, help="a model written by 'p53radiomics fit' or 'demo'"
+    )
+    _add_cohort_arguments(predict, label=False)
+    predict.add_argument("--out", required=True, help="the predictions CSV to write")
+    predict.set_defaults(func=_predict)
     return parser
 
 

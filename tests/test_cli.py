@@ -1,4 +1,4 @@
-"""The command line, run as a user runs it: a subprocess of the installed console script."""
+"""The command line, run as a user runs it: the console script in a subprocess, on small cohorts."""
 
 import shutil
 import subprocess
@@ -7,46 +7,209 @@ import sys
 import pandas as pd
 import pytest
 
+from p53radiomics.datasets import make_synthetic_cohort
+
 
 def _run(*args, cwd=None):
-    exe = shutil.which("p53radiomics") or None
+    exe = shutil.which("p53radiomics")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "p53radiomics.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"]])
-def test_help(args):
-    result = _run(*args)
+def _listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["fit"], ["evaluate"], ["predict"]])
+def test_help(command):
+    result = _run(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "usage: p53radiomics" in result.stdout
 
 
-def test_demo_prints_table_1_and_writes_only_under_out(tmp_path):
+def test_unknown_command_fails_with_usage():
+    result = _run("fly")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
+    out = tmp_path / "out"
     result = _run(
         "demo",
         "--out",
-        str(tmp_path / "out"),
+        str(out),
+        "--profile",
+        "smoke",
         "--n-patients",
-        "12",
+        "24",
         "--voxel-scale",
         "3",
         "--n-jobs",
         "1",
         cwd=work,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "DeLong"):
+        assert heading in result.stdout
+    for name in (
+        "report.html",
+        "table1.csv",
+        "table2.csv",
+        "table3.csv",
+        "table4.csv",
+        "table5.csv",
+        "delong.csv",
+        "model.joblib",
+        "roc_vc.png",
+        "nomogram.png",
+    ):
+        assert (out / name).is_file(), name
+    report = (out / "report.html").read_text()
+    for heading in (
+        "Table 1.",
+        "Table 2.",
+        "Table 3.",
+        "Table 4.",
+        "Table 5.",
+        "DeLong tests",
+        "Figures",
+        "Grad-CAM",
+        "Profile: smoke",
+    ):
+        assert heading in report, heading
     assert (
-        "Table 1" in result.stdout and "rim_aphe" in result.stdout and "Total time" in result.stdout
-    )
-    table = pd.read_csv(tmp_path / "out" / "table1.csv", index_col=[0, 1])
-    assert {"ltd", "rim_aphe", "afp", "scanner"} <= set(table.index.get_level_values(0))
-    assert (tmp_path / "out" / "cohort" / "cohort.csv").is_file()
-    assert list(work.iterdir()) == []  # nothing in the working directory
+        report.count('<img src="data:image/png;base64,') >= 8
+    )  # figures embedded: readable offline
+    table5 = pd.read_csv(out / "table5.csv")
+    assert list(table5["model"].unique()) == [
+        "Clinical model",
+        "Radiomics model",
+        "DL model",
+        "Combined model",
+    ]
+    assert list(work.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]
 
 
-def test_unknown_command_fails_with_usage():
-    result = _run("fly")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    train = tmp_path_factory.mktemp("train")
+    external = tmp_path_factory.mktemp("external")
+    make_synthetic_cohort(train, n_patients=20, random_state=11, voxel_scale=3.0)
+    make_synthetic_cohort(external, n_patients=10, random_state=12, voxel_scale=3.0)
+    return train, external
+
+
+@pytest.fixture(scope="module")
+def fitted_model(cohorts, tmp_path_factory):
+    train, _ = cohorts
+    before = _listing(train)
+    out = tmp_path_factory.mktemp("model") / "model.joblib"
+    result = _run(
+        "fit",
+        "--cohort",
+        str(train / "cohort.csv"),
+        "--label",
+        "p53",
+        "--out",
+        str(out),
+        "--profile",
+        "smoke",
+        "--n-jobs",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _listing(train) == before  # nothing written into the input folder
+    return out
+
+
+def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path):
+    _, external = cohorts
+    before = _listing(external)
+    result = _run(
+        "evaluate",
+        "--model",
+        str(fitted_model),
+        "--cohort",
+        str(external / "cohort.csv"),
+        "--label",
+        "p53",
+        "--out",
+        str(tmp_path / "eval"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Combined model" in result.stdout and (tmp_path / "eval" / "report.html").is_file()
+    assert "External" in pd.read_csv(tmp_path / "eval" / "table5.csv")["cohort"].tolist()
+    result = _run(
+        "predict",
+        "--model",
+        str(fitted_model),
+        "--cohort",
+        str(external / "cohort.csv"),
+        "--out",
+        str(tmp_path / "pred.csv"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = pd.read_csv(tmp_path / "pred.csv", index_col=0)
+    assert list(predictions.columns) == [
+        "p_clinical",
+        "p_radiomics",
+        "p_deep",
+        "p_combined",
+        "prediction",
+    ]
+    assert len(predictions) == 10 and predictions["p_combined"].between(0, 1).all()
+    assert _listing(external) == before
+
+
+def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, tmp_path):
+    _, external = cohorts
+    table = pd.read_csv(external / "cohort.csv")
+    table["ap_mask"] = [str(external / p) for p in table["ap_mask"]]
+    for column in ("ap", "pvp", "dp", "pvp_mask", "dp_mask"):
+        table[column] = [str(external / p) for p in table[column]]
+    table.loc[2, "pvp"] = str(tmp_path / "missing.nii.gz")
+    bad = tmp_path / "bad.csv"
+    table.to_csv(bad, index=False)
+    result = _run(
+        "predict",
+        "--model",
+        str(fitted_model),
+        "--cohort",
+        str(bad),
+        "--out",
+        str(tmp_path / "p.csv"),
+    )
+    assert result.returncode != 0
+    assert "patient 'P0003', column 'pvp': file not found" in result.stderr
+    result = _run(
+        "evaluate",
+        "--model",
+        str(fitted_model),
+        "--cohort",
+        str(bad),
+        "--label",
+        "p53",
+        "--out",
+        str(tmp_path / "eval"),
+        "--on-error",
+        "skip",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "Skipped patients (1)" in report and "P0003" in report and "file not found" in report
+    result = _run(
+        "predict",
+        "--model",
+        str(fitted_model),
+        "--cohort",
+        str(bad),
+        "--out",
+        str(tmp_path / "p.csv"),
+        "--on-error",
+        "skip",
+    )
+    assert result.returncode == 0 and "skipped patient 'P0003'" in result.stderr
+    assert "P0003" not in pd.read_csv(tmp_path / "p.csv", index_col=0).index

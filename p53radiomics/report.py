@@ -1,0 +1,145 @@
+"""A self-contained HTML report of a study run: tables and figures in one file, readable offline."""
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["write_report"]
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: .5em 1em 1em 0; max-width: 100%; vertical-align: top; }
+figure img { max-width: 520px; width: 100%; } figcaption { font-size: .85em; color: #555; max-width: 520px; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .5em 1em; }
+"""
+
+_SECTIONS = (
+    ("table1", "Table 1. Characteristics of the training (TC) and validation (VC) cohorts by P53 status",
+     "Mean ± SD or n (%); t-test or Mann-Whitney U for continuous, chi-square or Fisher's exact test for categorical variables."),
+    ("table2", "Table 2. Univariable and multivariable logistic regression (training cohort)",
+     "Odds ratios with 95% Wald intervals; variables with univariable p < 0.05 enter the multivariable model."),
+    ("table3", "Table 3. Multi-channel (MC) deep-learning models", "Threshold chosen on the TC (Youden) and applied to the VC."),
+    ("table4", "Table 4. Feature-fusion (FF) deep-learning models", "Threshold chosen on the TC (Youden) and applied to the VC."),
+    ("table5", "Table 5. Clinical, radiomics, deep-learning and combined models",
+     "AUC with DeLong 95% CI; threshold chosen on the reference cohort (Youden) and applied unchanged to the others."),
+    ("delong", "DeLong tests between the combined model and each single model", "Paired, two-sided."),
+)  # fmt: skip
+
+_DIAGNOSTIC_COLUMNS = [
+    "model",
+    "cohort",
+    "n",
+    "accuracy",
+    "auc_ci",
+    "sensitivity",
+    "specificity",
+    "threshold",
+]
+
+
+def _table_html(name, table):
+    if name in ("table3", "table4", "table5") and set(_DIAGNOSTIC_COLUMNS) <= set(table.columns):
+        table = table[_DIAGNOSTIC_COLUMNS].rename(columns={"auc_ci": "AUC (95% CI)"})
+    return table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="", border=0, escape=True)
+
+
+def _image_tag(path):
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(Path(path).stem)}">'
+
+
+def write_report(
+    path, *, title, tables, figures, profile=None, settings=None, skipped=None, timings=None
+):
+    """Write the HTML report of a study run.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.html`` file to write.
+    title : str
+        Heading of the report.
+    tables : dict of str to pandas.DataFrame
+        Tables by name (``table1`` ... ``table5``, ``delong``; others are appended).
+    figures : dict of str to (path, caption)
+        PNG files, embedded in the page (the report needs no other file).
+    profile : Profile, default=None
+        The run's settings profile, whose departures from the study are listed.
+    settings : dict, default=None
+        Other settings to list.
+    skipped : pandas.DataFrame, default=None
+        Patients left out (index: patient id; ``column``, ``reason``).
+    timings : dict of str to float, default=None
+        Seconds per stage.
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, pandas as pd
+    >>> from p53radiomics.report import write_report
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "report.html"
+    >>> _ = write_report(out, title="Demo", tables={"delong": pd.DataFrame({"z": [1.2]})}, figures={})
+    >>> "DeLong tests" in out.read_text()
+    True
+    """
+    path = Path(path)
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
+    parts.append(
+        "<p>Reproduces the analysis of <i>A novel deep learning and radiomics approach based on DCE-MRI for predicting "
+        "the P53 mutation status in hepatocellular carcinoma</i> with <code>p53radiomics</code>: a clinical model, a "
+        "radiomics model and a CNN model on the arterial, portal venous and delayed phases, fused by logistic regression "
+        "on their out-of-fold probabilities.</p>"
+    )
+    if profile is not None:
+        parts.append(f"<div class='note'><b>Profile: {html.escape(profile.name)}.</b>")
+        if profile.notes:
+            parts.append(" Departures from the study's settings:<ul>")
+            parts.extend(f"<li>{html.escape(n)}</li>" for n in profile.notes)
+            parts.append("</ul>")
+        parts.append(
+            f"The deep model of the combined model is fixed beforehand ({html.escape(profile.final_mode.upper())} "
+            f"{html.escape(profile.final_backbone)}), not chosen on the validation cohort.</div>"
+        )
+    if skipped is not None and len(skipped):
+        parts.append(f"<h2>Skipped patients ({len(skipped)})</h2>")
+        parts.append(skipped.to_html(border=0))
+    done = set()
+    for name, heading, note in _SECTIONS:
+        table = tables.get(name)
+        if table is None:
+            continue
+        done.add(name)
+        parts.append(
+            f"<h2>{html.escape(heading)}</h2><p>{html.escape(note)}</p>{_table_html(name, table)}"
+        )
+    for name, table in tables.items():
+        if name not in done and table is not None:
+            parts.append(f"<h2>{html.escape(name)}</h2>{_table_html(name, table)}")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        for _, (file, caption) in figures.items():
+            parts.append(
+                f"<figure>{_image_tag(file)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    if settings:
+        frame = pd.DataFrame({"value": [str(v) for v in settings.values()]}, index=list(settings))
+        parts.append("<h2>Settings</h2>" + frame.to_html(border=0))
+    if timings:
+        frame = pd.DataFrame(
+            {"seconds": [round(v, 1) for v in timings.values()]}, index=list(timings)
+        )
+        parts.append("<h2>Run time</h2>" + frame.to_html(border=0))
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
