@@ -227,6 +227,8 @@ def test_joblib_load_in_fresh_cpu_only_process(fitted_mc, toy, tmp_path):
     np.save(tmp_path / "X.npy", X)
     script = textwrap.dedent(
         f"""
+        import warnings
+        warnings.simplefilter("error")
         import joblib, numpy as np
         cnn = joblib.load({str(tmp_path / "cnn.joblib")!r})
         X = np.load({str(tmp_path / "X.npy")!r})
@@ -290,6 +292,8 @@ def test_early_stopping_lr_schedule_and_verbose(capsys):
     silent = quick(lr_schedule="constant").fit(X, y)
     assert capsys.readouterr().out == ""
     assert "event_lr" not in silent.net_.history[-1]
+    progress = quick(verbose=2).fit(X, y)
+    assert "progress" in dict(progress.net_.callbacks_)  # skorch's ProgressBar (tqdm, on stderr)
 
 
 # ----------------------------------------------------------------------------- contract
