@@ -256,6 +256,7 @@ def test_same_random_state_same_fit_and_global_rng_untouched():
     assert torch.equal(torch.get_rng_state(), before)
     b = quick(augment=True).fit(X, y)
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    np.testing.assert_array_equal(b.fit(X, y).transform(X), a.transform(X))  # idempotent fit
     c = quick(augment=True, random_state=1)
     c.set_params(random_state=1)
     assert not np.allclose(c.fit(X, y).predict_proba(X), a.predict_proba(X))
