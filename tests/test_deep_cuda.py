@@ -111,6 +111,8 @@ def test_fitted_on_cuda_loads_and_predicts_the_same_on_cpu_only(fitted_cuda, toy
         f"""
         import warnings
         warnings.simplefilter("error")  # no device warning either
+        # third-party imports (skorch imports torch_geometric where present) may deprecate things
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         import joblib, numpy as np, torch
         assert not torch.cuda.is_available()
         cnn = joblib.load({str(tmp_path / "cnn.joblib")!r})

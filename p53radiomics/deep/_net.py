@@ -10,19 +10,17 @@ one of skorch's documented override points:
   in-memory arrays instead of collating sample by sample; on CUDA it uploads the training crops
   once from pinned memory with a non-blocking copy, and batches are then cut on the GPU;
 - :meth:`CNNNet.penultimate` gives the penultimate features batch by batch without gradients;
-- pickling is device-neutral: state that skorch does not route through ``torch.load``'s
-  ``map_location`` (the learning-rate scheduler's reference to the optimizer) is dropped, and a
-  net pickled on CUDA loads on a CPU-only machine without warnings.
+- pickling is device-neutral: the callbacks (best weights, the scheduler's optimizer) go through
+  ``torch.load``'s ``map_location`` with the module and optimizer, so a net pickled on CUDA loads
+  on a CPU-only machine without warnings.
 """
 
 import contextlib
-import copy
 import logging
 
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import LRScheduler
 from torch.utils.data import Subset
 
 __all__ = ["ArrayBatches", "CNNNet", "cuda_flags", "resolve_device"]
@@ -209,19 +207,12 @@ class CNNNet(NeuralNetClassifier):
         with cuda_flags(self.device, training=False):
             return super().predict_proba(X)
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        callbacks = []
-        for name, callback in state.get("callbacks_", []):
-            if isinstance(callback, LRScheduler) and getattr(callback, "lr_scheduler_", None):
-                # It refers to the optimizer, whose CUDA tensors would be pickled outside
-                # torch.load's map_location; it is rebuilt at the start of any further training.
-                callback = copy.copy(callback)
-                callback.lr_scheduler_ = None
-            callbacks.append((name, callback))
-        if "callbacks_" in state:
-            state["callbacks_"] = callbacks
-        return state
+    # skorch routes these attributes through torch.load's map_location when unpickling, so that a
+    # net pickled on CUDA loads on a CPU-only machine. The callbacks join them: EarlyStopping keeps
+    # the best weights and LRScheduler the optimizer, CUDA tensors both, which plain pickling would
+    # try to restore on a GPU ("Attempting to deserialize object on a CUDA device"). Matching is by
+    # prefix: "callbacks" covers the parameter, the fitted "callbacks_" and "callbacks__*".
+    cuda_dependent_attributes_ = [*NeuralNetClassifier.cuda_dependent_attributes_, "callbacks"]
 
     def __setstate__(self, state):
         moved = _is_cuda(state["device"]) and not torch.cuda.is_available()
