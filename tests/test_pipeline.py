@@ -1,6 +1,7 @@
 """The study's pipeline end to end on a small synthetic cohort: step names, a fit that predicts,
 persistence into a fresh CPU-only process, and each heavy step run once per case in a grid search."""
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -8,6 +9,7 @@ import textwrap
 import joblib
 import numpy as np
 import pytest
+from sklearn.model_selection import GridSearchCV
 
 from p53radiomics import make_paper_pipeline
 
@@ -123,3 +125,45 @@ def test_pickled_pipeline_predicts_the_same_in_a_fresh_cpu_only_process(cohort, 
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-6, atol=1e-7)
+
+
+def _count(records, step):
+    import re
+
+    pattern = re.compile(
+        rf"{step}: (\d+) \(case, phase\) pairs to (?:compute|extract), (\d+) read from the cache"
+    )
+    computed = read = 0
+    for record in records:
+        match = pattern.match(record.getMessage())
+        if match:
+            computed += int(match.group(1))
+            read += int(match.group(2))
+    return computed, read
+
+
+def test_grid_search_preprocesses_and_extracts_each_case_once(cohort, tmp_path, caplog):
+    X, y = cohort
+    model = tiny_pipeline(tmp_path / "cache", mode="ff")
+    grid = GridSearchCV(
+        model,
+        {
+            "fusion__deep__cnn__backbone": ["resnet18", "resnet34"],
+            "fusion__deep__cnn__mode": ["mc", "ff"],
+        },
+        cv=3,
+        scoring="roc_auc",
+        error_score="raise",
+        refit=False,
+    )
+    with caplog.at_level(logging.DEBUG, logger="p53radiomics"):
+        grid.fit(X, y)
+    pairs = len(X) * 3
+    n4_computed, n4_read = _count(caplog.records, "N4Resampler")
+    rad_computed, rad_read = _count(caplog.records, "RadiomicsExtractor")
+    assert n4_computed == pairs and rad_computed == pairs  # each (case, phase) once ...
+    assert n4_read > 10 * pairs and rad_read > 10 * pairs  # ... though asked for many times
+    assert (
+        len(grid.cv_results_["params"]) == 4
+        and np.isfinite(grid.cv_results_["mean_test_score"]).all()
+    )

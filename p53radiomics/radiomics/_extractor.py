@@ -393,6 +393,12 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 todo.append((row, j, key, case))
 
         self.cache_hits_ = len(results)
+        # one record per call, whatever the verbosity: what a grid search recomputed can be counted
+        logger.debug(
+            "RadiomicsExtractor: %d (case, phase) pairs to extract, %d read from the cache",
+            len(todo),
+            len(results),
+        )
         if results:
             logger.info(
                 "RadiomicsExtractor: %d of %d extractions read from the cache",
