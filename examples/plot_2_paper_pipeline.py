@@ -68,7 +68,7 @@ RADIOMICS = {
 model = make_paper_pipeline(
     ["ltd", "rim_aphe", "age", "gender", "afp"],  # candidate clinical predictors
     backbone="resnet18",  # the study's best: "resnet101"
-    mode="ff",  # feature fusion: one CNN branch per phase; "mc" stacks the phases as channels
+    mode="mc",  # phases as the channels of one CNN; the study's best: "ff", one CNN per phase
     cache_dir=str(folder / "cache"),  # each case is preprocessed and extracted once
     crop_size=32,  # the study: 256
     max_epochs=1,  # the study: 20
@@ -76,7 +76,6 @@ model = make_paper_pipeline(
     n_components=2,  # PCA components per phase; the study: 8
     radiomics_params=RADIOMICS,  # the study: None
     spacing=(2.0, 2.0, 2.0),  # the study: 1 mm
-    margin_mm=10.0,  # the default: 30 mm around the tumour
     cv=2,  # folds of the stacking and the LASSO steps; the study: 5
     device="cpu",  # the default "auto" takes a GPU when there is one
     random_state=0,

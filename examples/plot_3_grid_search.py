@@ -56,7 +56,6 @@ model = make_paper_pipeline(
     n_components=2,  # the study: 8 per phase
     radiomics_params=RADIOMICS,  # the study: None (1,223 features per phase)
     spacing=(2.0, 2.0, 2.0),  # the study: 1 mm
-    margin_mm=10.0,
     cv=2,  # the study: 5
     device="cpu",
     random_state=0,

@@ -18,7 +18,7 @@ pipeline the same CNN is
 from the ``crop`` step of the same branch.
 
 .. note::
-   A small cohort, 64-pixel crops and a few epochs, so that the example runs in seconds on a CPU;
+   A small cohort, 128-pixel crops and a few epochs, so that the example runs in seconds on a CPU;
    a CNN trained this little has learnt little, and its maps are rough.
 """
 
@@ -41,8 +41,8 @@ workdir = tempfile.TemporaryDirectory(prefix="p53radiomics_example_")
 folder = Path(workdir.name)
 X, y = make_synthetic_cohort(folder / "cohort", n_patients=24, random_state=0, voxel_scale=2.5)
 
-preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(10, 10), margin_mm=10.0)
-crops = LargestSliceCropper(margin=10, size=64).fit_transform(preprocess.fit_transform(X))
+preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(10, 10))
+crops = LargestSliceCropper(margin=10, size=128).fit_transform(preprocess.fit_transform(X))
 print("crops:", crops.shape, crops.dtype)  # (patients, phases, height, width)
 
 # %%
