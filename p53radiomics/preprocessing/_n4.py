@@ -553,6 +553,9 @@ def _body_foreground(image):
     MR volume, so that every tissue is kept. The whole volume where it leaves nothing (a constant
     image).
     """
+    array = sitk.GetArrayViewFromImage(image)
+    if array.min() == array.max():  # the threshold filters fail, at random, on a constant image
+        return image == image
     foreground = sitk.TriangleThreshold(image, 0, 1, 256)
     if not sitk.GetArrayViewFromImage(foreground).any():
         foreground = foreground == 0
