@@ -18,7 +18,7 @@ pipeline the same CNN is
 from the ``crop`` step of the same branch.
 
 .. note::
-   A small cohort, 128-pixel crops and a few epochs, so that the example runs in seconds on a CPU;
+   A small cohort, 96-pixel crops and a few epochs, so that the example runs in seconds on a CPU;
    a CNN trained this little has learnt little, and its maps are rough.
 """
 
@@ -42,7 +42,7 @@ folder = Path(workdir.name)
 X, y = make_synthetic_cohort(folder / "cohort", n_patients=24, random_state=0, voxel_scale=2.5)
 
 preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(10, 10))
-crops = LargestSliceCropper(margin=10, size=128).fit_transform(preprocess.fit_transform(X))
+crops = LargestSliceCropper(margin=10, size=96).fit_transform(preprocess.fit_transform(X))
 print("crops:", crops.shape, crops.dtype)  # (patients, phases, height, width)
 
 # %%
@@ -51,7 +51,7 @@ print("crops:", crops.shape, crops.dtype)  # (patients, phases, height, width)
 cnn_ff = SkorchCNNFeaturizer(
     backbone="resnet18",  # the study's best: "resnet101"
     mode="ff",
-    max_epochs=4,  # the study: 20
+    max_epochs=3,  # the study: 20
     batch_size=8,
     device="cpu",
     random_state=0,
@@ -77,7 +77,7 @@ for i, patient in enumerate(X.index[:2]):
 # In MC mode the three phases are the channels of one CNN, so there is one map, drawn over each
 # phase.
 cnn_mc = SkorchCNNFeaturizer(
-    backbone="resnet18", mode="mc", max_epochs=4, batch_size=8, device="cpu", random_state=0
+    backbone="resnet18", mode="mc", max_epochs=3, batch_size=8, device="cpu", random_state=0
 )
 cnn_mc.fit(crops, y)
 joint = cnn_mc.grad_cam(crops[:1])
