@@ -6,7 +6,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _shared_data_dir():
+def shared_data_dir():
     """The project's reference data: $P53RADIOMICS_SHARED_DATA, else ../shared/data beside the repo."""
     candidates = [
         os.environ.get("P53RADIOMICS_SHARED_DATA"),
@@ -25,7 +25,7 @@ def shared_data():
 
     Tests that need it are skipped, with the reason, where the folder is not found.
     """
-    folder = _shared_data_dir()
+    folder = shared_data_dir()
     if folder is None:
         pytest.skip(
             "reference data not found: set P53RADIOMICS_SHARED_DATA to the shared/data folder"

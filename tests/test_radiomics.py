@@ -35,7 +35,9 @@ from p53radiomics.radiomics import (
 )
 from p53radiomics.utils.estimator_checks import check_image_estimator
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import shared_data_dir  # noqa: E402 - tests/ is on sys.path (pytest's rootdir conftest)
+
+SHARED = shared_data_dir() or Path("/nonexistent/shared/data")
 PYRADIOMICS_DATA = SHARED / "pyradiomics"
 ABDOMINAL_MR = SHARED / "abdominal_mr"
 
