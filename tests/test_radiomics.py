@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from conftest import shared_data_dir  # noqa: E402 - tests/ is on sys.path (pytest's rootdir conftest)
 from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -34,8 +35,6 @@ from p53radiomics.radiomics import (
     load_params,
 )
 from p53radiomics.utils.estimator_checks import check_image_estimator
-
-from conftest import shared_data_dir  # noqa: E402 - tests/ is on sys.path (pytest's rootdir conftest)
 
 SHARED = shared_data_dir() or Path("/nonexistent/shared/data")
 PYRADIOMICS_DATA = SHARED / "pyradiomics"
