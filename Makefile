@@ -4,9 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.p53radiomics-installed
+DOCS_STAMP := $(VENV)/.p53radiomics-docs-installed
 OUT ?= demo_output
 
-.PHONY: demo test lint install clean-venv
+.PHONY: demo test docs lint install clean-venv
 
 install: $(STAMP)
 
@@ -24,6 +25,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+# The HTML docs (API reference, user guide, example gallery) in docs/_build/html; warnings are errors.
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(BIN)/ruff check p53radiomics tests benchmarks examples
