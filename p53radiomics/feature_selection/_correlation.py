@@ -4,10 +4,11 @@ from numbers import Real
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..utils._sklearn import Interval, StrOptions, _fit_context
 
 __all__ = ["CorrelationFilter"]
 

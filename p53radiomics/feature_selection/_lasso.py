@@ -3,14 +3,13 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.feature_selection import SelectorMixin, f_classif
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..utils._sklearn import l1_logistic_regression
+from ..utils._sklearn import Interval, StrOptions, _fit_context, l1_logistic_regression
 
 __all__ = ["LassoSelector"]
 

@@ -5,10 +5,10 @@ constraint classes) are imported here and nowhere else in this sub-package.
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..io import validate_cohort
+from ..utils._sklearn import Interval, StrOptions, _fit_context
 
 __all__ = ["Interval", "StrOptions"]
 

@@ -5,7 +5,6 @@ import math
 import os
 import warnings
 from collections import namedtuple
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 from ..cache import CaseCache, fingerprint
 from ..exceptions import CohortError, SkippedCaseWarning
 from ..io import DEFAULT_PHASES, _sitk_reason, load_case, phase_columns, read_image
+from ..utils._sitk import one_sitk_thread
 from ._base import Interval, StrOptions, _StatelessCohortTransformer
 
 __all__ = ["N4Resampler"]
@@ -452,21 +452,10 @@ def _fingerprint(X, patient_id, column, memo):
     return memo[memo_key]
 
 
-@contextmanager
-def _one_sitk_thread():
-    """SimpleITK on one thread inside the block; the previous number is restored after."""
-    threads = sitk.ProcessObject_GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(threads)
-
-
 def _preprocess_item(row, item, key, settings, cache_args):
     """Preprocess one (patient, phase); return (image, mask), their cached paths, or a CohortError."""
     try:
-        with _one_sitk_thread():
+        with one_sitk_thread():
             image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
             image, mask = _preprocess_volume(image, mask, **settings)
     except CohortError as exc:

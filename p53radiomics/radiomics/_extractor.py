@@ -13,14 +13,14 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..cache import CaseCache, fingerprint
 from ..exceptions import CohortError, SkippedCaseWarning
 from ..io import DEFAULT_PHASES, load_case, phase_columns, validate_cohort
+from ..utils._sitk import one_sitk_thread
+from ..utils._sklearn import StrOptions, _fit_context
 from ._params import feature_names, load_params, params_key
 
 __all__ = ["RadiomicsExtractor"]
@@ -106,23 +106,6 @@ def _pyradiomics_extractor(params):
     return extractor
 
 
-@contextmanager
-def _one_sitk_thread():
-    """SimpleITK on one thread inside the block (the previous number is restored after).
-
-    In a worker process the workers share the cores. In the calling process it makes the values
-    independent of ``n_jobs`` and of the machine: multi-threaded filters (``sitk.Normalize``'s
-    statistics) sum in an order that depends on the number of threads, which moves the last bits
-    of some features. PyRadiomics's own work is single-threaded, so nothing is lost.
-    """
-    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-
-
 def _extract_phase(case, patient_id, phase, params, verbose):
     """Read one phase of one patient through :mod:`p53radiomics.io` and run PyRadiomics on it.
 
@@ -131,7 +114,7 @@ def _extract_phase(case, patient_id, phase, params, verbose):
     """
     image_col = phase
     try:
-        with _one_sitk_thread():
+        with one_sitk_thread():
             image, mask = load_case(case, patient_id, phases=(phase,))[phase]
             with _radiomics_logging(verbose) as messages:
                 result = _pyradiomics_extractor(params).execute(image, mask)

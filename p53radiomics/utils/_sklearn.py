@@ -1,11 +1,19 @@
 """The one module that reaches into scikit-learn's version differences and private helpers.
 
-scikit-learn 1.8 replaced ``penalty="l1"`` of the logistic regressions by ``l1_ratio=1.0``; we support
-1.6 and newer, so the L1 logistic model is built here.
+- ``_fit_context``, ``Interval`` and ``StrOptions``: the parameter validation of scikit-learn's own
+  estimators (private modules, stable since 1.2), used by every estimator here;
+- scikit-learn 1.8 replaced ``penalty="l1"`` of the logistic regressions by ``l1_ratio=1.0``; we support
+  1.6 and newer, so the L1 logistic model is built here.
+
+If a scikit-learn release moves them, this is the only file to change.
 """
 
 import sklearn
+from sklearn.base import _fit_context
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval, StrOptions
+
+__all__ = ["Interval", "StrOptions", "_fit_context", "l1_logistic_regression"]
 
 _SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit())
 
