@@ -11,8 +11,12 @@ from pathlib import Path
 
 import p53radiomics
 
-# The examples draw figures without a display.
+# The examples draw figures without a display, and train tiny CNNs: one torch thread each keeps
+# them fast on a small or busy machine (several threads on such small tensors cost more in
+# synchronisation than they gain; on a shared 2-core machine the gallery ran 3 times slower).
+# torch reads the variable when it is first imported, which happens after this file is read.
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 DOCS = Path(__file__).resolve().parent
 
 project = "p53radiomics"

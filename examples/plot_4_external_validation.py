@@ -73,6 +73,7 @@ model = make_paper_pipeline(
     device="cpu",
     random_state=0,
 )
+# Fewer N4 iterations and LASSO candidates: enough for these small volumes.
 model.set_params(
     preprocess__n_iterations=(10, 10),
     fusion__clinical__select__Cs=5,
@@ -81,6 +82,7 @@ model.set_params(
 )
 model.fit(X, y)
 joblib.dump(model, folder / "model.joblib")
+print(f"model saved: {(folder / 'model.joblib').stat().st_size / 1e6:.0f} MB")
 
 # %%
 # Scoring both cohorts
