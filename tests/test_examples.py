@@ -2,7 +2,7 @@
 
 Each ``examples/plot_*.py`` script runs in a fresh process, from an empty working folder, with
 matplotlib's Agg backend and a time limit; it must exit cleanly and write nothing into its working
-folder or into ``examples/``. They take about a minute and a half together on a 2-core CPU (the
+folder or into ``examples/``. They take about two minutes together on a busy 2-core CPU (the
 scripts use tiny settings); set ``P53RADIOMICS_SKIP_EXAMPLES=1`` to skip them.
 """
 
