@@ -63,7 +63,8 @@ def _fit(args):
     clinical = args.clinical_columns or [c for c in PREOPERATIVE_COLUMNS if c in X.columns]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cache = args.cache_dir or str(out.with_suffix("").with_name(out.stem + "_cache"))
+    # absolute: the model remembers its cache folder, whatever the working directory later
+    cache = str(Path(args.cache_dir or out.with_name(out.stem + "_cache")).resolve())
     model = make_paper_pipeline(
         clinical,
         backbone=args.backbone or profile.final_backbone,
@@ -121,7 +122,7 @@ def _predict(args):
     import joblib
     import pandas as pd
 
-    from .study import _branch_scores, skip_bad_cases
+    from .study import _branch_scores, skip_bad_cases, use_cache
 
     X = _read(args)
     if args.on_error == "skip":
@@ -131,7 +132,7 @@ def _predict(args):
                 f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}",
                 file=sys.stderr,
             )
-    model = joblib.load(args.model)
+    model = use_cache(joblib.load(args.model), None)  # predictions only: nothing cached anywhere
     scores, _ = _branch_scores(model, X)
     table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)
     table["prediction"] = (
@@ -291,7 +292,15 @@ def build_parser():
 def main(argv=None):
     """Entry point of the ``p53radiomics`` console script."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .exceptions import CohortError
+
+    try:
+        return args.func(args)
+    except CohortError as err:  # a bad row: one line naming patient and column, not a traceback
+        print(f"p53radiomics {args.command}: error: {err}", file=sys.stderr)
+        if getattr(args, "on_error", "raise") == "raise" and args.command != "demo":
+            print("  (--on-error skip leaves such patients out and lists them)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,14 +87,14 @@ PROFILES = {
         max_epochs=3,
         batch_size=32,
         spacing=(2.0, 2.0, 2.0),
-        n_iterations=(20, 20, 20),
+        n_iterations=(20, 20),
         radiomics="original",
         cv=3,
         n_gradcam=3,
         notes=(
             "one backbone (ResNet18) instead of six, in both fusion modes",
             "48-pixel crops instead of 256, 3 epochs, no pretrained weights",
-            "2-mm resampling instead of 1 mm; N4 with 3 levels of 20 iterations",
+            "2-mm resampling instead of 1 mm; N4 with 2 fitting levels of 20 iterations instead of 4 of 50",
             "radiomics on the original image only (about 107 features per phase instead of 1,223)",
             "3-fold stacking and LASSO instead of 5",
         ),
@@ -436,7 +436,9 @@ def run_study(
 
     start = time.perf_counter()
     profile = PROFILES[profile] if isinstance(profile, str) else profile
-    out = Path(out)
+    out = Path(
+        out
+    ).resolve()  # the model stores its cache folder: never relative to a working directory
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     if X is None:
@@ -615,8 +617,9 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
     from .metrics import diagnostic_table
     from .report import write_report
 
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    model = use_cache(model, out / "cache")
     skipped = pd.DataFrame(columns=["column", "reason"])
     if on_error == "skip":
         X, y, skipped = skip_bad_cases(X, y, phases)
@@ -645,6 +648,36 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
         timings={},
     )
     return {**tables, "skipped": skipped}
+
+
+def use_cache(model, cache_dir):
+    """A copy of a fitted study model whose per-case caches live in `cache_dir` (``None``: no cache).
+
+    A model remembers the cache folder it was fitted with; where it is used elsewhere (another
+    machine, another output folder), its cached files must go where the user asked for outputs.
+    """
+    import copy
+
+    model = copy.copy(model)
+    model.steps = list(model.steps)
+    preprocess = copy.copy(model.named_steps["preprocess"])
+    preprocess.cache_dir = None if cache_dir is None else str(cache_dir)
+    model.steps[0] = ("preprocess", preprocess)
+    fusion = copy.copy(model.named_steps["fusion"])
+    radiomics = copy.copy(fusion.named_estimators_["radiomics"])
+    radiomics.steps = list(radiomics.steps)
+    extract = copy.copy(radiomics.named_steps["extract"])
+    extract.cache_dir = None if cache_dir is None else str(cache_dir)
+    radiomics.steps[0] = ("extract", extract)
+    fusion.estimators_ = [
+        radiomics if est is fusion.named_estimators_["radiomics"] else est
+        for est in fusion.estimators_
+    ]
+    fusion.named_estimators_ = type(fusion.named_estimators_)(
+        **{**fusion.named_estimators_, "radiomics": radiomics}
+    )
+    model.steps[1] = ("fusion", fusion)
+    return model
 
 
 def with_profile(profile, **changes):

@@ -125,9 +125,12 @@ def fitted_model(cohorts, tmp_path_factory):
     return out
 
 
-def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path):
+def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
     _, external = cohorts
     before = _listing(external)
+    model_cache = fitted_model.with_name("model_cache")
+    assert model_cache.is_dir()  # fit keeps its per-case cache beside the model
+    cache_before = _listing(model_cache)
     result = _run(
         "evaluate",
         "--model",
@@ -162,6 +165,10 @@ def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path):
     ]
     assert len(predictions) == 10 and predictions["p_combined"].between(0, 1).all()
     assert _listing(external) == before
+    # the model's own cache (beside it, from fit) is not written by evaluate or predict elsewhere
+    assert (tmp_path / "eval" / "cache").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "pred.csv"]
+    assert _listing(model_cache) == cache_before
 
 
 def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, tmp_path):
@@ -183,7 +190,8 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, 
         str(tmp_path / "p.csv"),
     )
     assert result.returncode != 0
-    assert "patient 'P0003', column 'pvp': file not found" in result.stderr
+    assert "error: patient 'P0003', column 'pvp': file not found" in result.stderr
+    assert "Traceback" not in result.stderr
     result = _run(
         "evaluate",
         "--model",

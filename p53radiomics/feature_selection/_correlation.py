@@ -46,9 +46,9 @@ class CorrelationFilter(SelectorMixin, BaseEstimator):
 
     Attributes
     ----------
-    support_ : ndarray of bool of shape (n_features_in_,)
+    support_ : ndarray of bool of shape (n_features,)
         Which features are kept.
-    mean_abs_correlation_ : ndarray of shape (n_features_in_,)
+    mean_abs_correlation_ : ndarray of shape (n_features,)
         Each feature's mean absolute correlation with all the other features, before any is dropped.
     drop_order_ : ndarray of int
         Indices of the dropped features, in the order they were dropped.

@@ -58,7 +58,7 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         Iterations of the solver in the refit.
     fallback_ : bool
         Whether the fallback rule chose the features (every coefficient was zero).
-    support_ : ndarray of bool of shape (n_features_in_,)
+    support_ : ndarray of bool of shape (n_features,)
         Which features are kept; never all ``False``.
     classes_ : ndarray
         The class labels.
