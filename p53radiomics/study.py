@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .io import DEFAULT_PHASES, CohortError, validate_cohort
+from .report import MODEL_NAMES, _gradcam_figures, _study_figures
 
 __all__ = ["PROFILES", "Profile", "evaluate_model", "run_study", "skip_bad_cases"]
 
@@ -224,14 +225,6 @@ def _branch_scores(fitted_pipeline, X):
     return out, Xp
 
 
-MODEL_NAMES = {
-    "clinical": "Clinical model",
-    "radiomics": "Radiomics model",
-    "deep": "DL model",
-    "combined": "Combined model",
-}
-
-
 def _delong_table(y, scores, cohort):
     from .metrics import delong_test
 
@@ -247,90 +240,6 @@ def _delong_table(y, scores, cohort):
             }
         )
     return rows
-
-
-def _figures(out, y, scores_by_cohort, fusion, scores_tc_frame, random_state):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plotting import CalibrationDisplay, DecisionCurveDisplay, NomogramDisplay, RocCurveDisplay
-
-    figures = {}
-
-    def save(fig, name, caption):
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        figures[name] = (path, caption)
-
-    for cohort, scores in scores_by_cohort.items():
-        named = {MODEL_NAMES[k]: v for k, v in scores.items()}
-        fig, ax = plt.subplots(figsize=(6, 6))
-        RocCurveDisplay.from_predictions(
-            y[cohort], named, ax=ax, random_state=random_state, n_bootstraps=200
-        )
-        ax.set_title(f"ROC curves, {cohort}")
-        save(
-            fig,
-            f"roc_{cohort.lower()}",
-            f"ROC curves in the {cohort} with 95% bands; DeLong p-values between curves.",
-        )
-        fig, ax = plt.subplots(figsize=(6, 6))
-        CalibrationDisplay.from_predictions(
-            y[cohort], {"Combined model": scores["combined"]}, ax=ax
-        )
-        ax.set_title(f"Calibration of the combined model, {cohort}")
-        save(
-            fig,
-            f"calibration_{cohort.lower()}",
-            f"Calibration curve of the combined model in the {cohort}.",
-        )
-        fig, ax = plt.subplots(figsize=(7, 5))
-        DecisionCurveDisplay.from_predictions(y[cohort], named, ax=ax)
-        ax.set_title(f"Decision curves, {cohort}")
-        save(
-            fig,
-            f"decision_curve_{cohort.lower()}",
-            f"Net benefit of each model in the {cohort} (decision curve analysis).",
-        )
-    if fusion is not None:
-        fig, ax = plt.subplots(figsize=(9, 5))
-        NomogramDisplay.from_estimator(fusion.final_estimator_, scores_tc_frame, ax=ax)
-        ax.set_title("Nomogram of the combined model")
-        save(
-            fig,
-            "nomogram",
-            "Nomogram: points of each model's probability, total points to the P53 probability.",
-        )
-    return figures
-
-
-def _gradcam_figures(out, fitted_pipeline, Xp, patients, phases):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plotting import GradCAMDisplay
-
-    deep = fitted_pipeline.named_steps["fusion"].named_estimators_["deep"]
-    crops = deep.named_steps["crop"].transform(Xp.loc[patients])
-    heatmaps = deep.named_steps["cnn"].grad_cam(crops)
-    figures = {}
-    for i, pid in enumerate(patients):
-        display = GradCAMDisplay.from_arrays(
-            crops[i], heatmaps[i], phase_names=[p.upper() for p in phases], title=f"Patient {pid}"
-        )
-        path = out / f"gradcam_{pid}.png"
-        display.figure_.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(display.figure_)
-        figures[f"gradcam_{pid}"] = (
-            path,
-            f"Grad-CAM of the deep model for validation patient {pid}.",
-        )
-    return figures
 
 
 def _deep_comparison(profile, crops, y_tc, y_vc, tc, vc, phases, random_state, start):
@@ -532,7 +441,7 @@ def run_study(
     _log("drawing figures", start)
     fusion = model.named_steps["fusion"]
     scores_frame = pd.DataFrame({k: scores_tc[k] for k in ("clinical", "radiomics", "deep")})
-    figures = _figures(
+    figures = _study_figures(
         out,
         {"TC": y_tc, "VC": y_vc},
         {"TC": scores_tc, "VC": scores_vc},
@@ -634,7 +543,7 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
         "table5": diagnostic_table(results, threshold=thresholds),
         "delong": pd.DataFrame(_delong_table(y, scores, "External")),
     }
-    figures = _figures(out, {"External": y}, {"External": scores}, None, None, random_state)
+    figures = _study_figures(out, {"External": y}, {"External": scores}, None, None, random_state)
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv")
     write_report(
