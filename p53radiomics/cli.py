@@ -40,59 +40,50 @@ def _read(args):
     )
 
 
+def _skip_or_validate(args, X, y):
+    """Leave out and list the bad patients (--on-error skip), or stop at the first one."""
+    from .io import validate_cohort
+    from .study import skip_bad_cases
+
+    if args.on_error != "skip":
+        validate_cohort(X, args.phases, y=y)
+        return X, y
+    X, y, skipped = skip_bad_cases(X, y, args.phases)
+    for pid, row in skipped.iterrows():
+        print(
+            f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}", file=sys.stderr
+        )
+    return X, y
+
+
 def _fit(args):
     import joblib
 
-    from .io import validate_cohort
     from .metrics import youden_threshold
-    from .pipeline import make_paper_pipeline
-    from .study import PREOPERATIVE_COLUMNS, PROFILES, skip_bad_cases
+    from .study import MODEL_NAMES, PREOPERATIVE_COLUMNS, _branch_scores, profile_pipeline
 
     start = time.perf_counter()
     X, y = _read(args)
-    if args.on_error == "skip":
-        X, y, skipped = skip_bad_cases(X, y, args.phases)
-        for pid, row in skipped.iterrows():
-            print(
-                f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}",
-                file=sys.stderr,
-            )
-    else:
-        validate_cohort(X, args.phases, y=y)
-    profile = PROFILES[args.profile]
+    X, y = _skip_or_validate(args, X, y)
     clinical = args.clinical_columns or [c for c in PREOPERATIVE_COLUMNS if c in X.columns]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # absolute: the model remembers its cache folder, whatever the working directory later
-    cache = str(Path(args.cache_dir or out.with_name(out.stem + "_cache")).resolve())
-    model = make_paper_pipeline(
+    cache = args.cache_dir or out.with_name(out.stem + "_cache")
+    model = profile_pipeline(
+        args.profile,
         clinical,
-        backbone=args.backbone or profile.final_backbone,
-        mode=args.mode or profile.final_mode,
         phases=args.phases,
         cache_dir=cache,
-        crop_size=profile.crop_size,
-        max_epochs=profile.max_epochs,
-        batch_size=profile.batch_size,
-        n_components=profile.n_components,
-        spacing=profile.spacing,
-        cv=profile.cv,
         n_jobs=args.n_jobs,
         random_state=args.random_state,
-        verbose=1,
+        backbone=args.backbone,
+        mode=args.mode,
     )
-    if profile.radiomics != "study":
-        from .study import _radiomics_params
-
-        model.set_params(fusion__radiomics__extract__params=_radiomics_params(profile))
-    model.set_params(preprocess__n_iterations=profile.n_iterations)
     print(
         f"Fitting the combined model on {len(X)} patients ({int(y.sum())} positive), cache in {cache} ...",
         flush=True,
     )
     model.fit(X, y)
-    from .study import MODEL_NAMES, _branch_scores
-
     scores, _ = _branch_scores(model, X)
     model.p53radiomics_thresholds_ = {
         MODEL_NAMES[k]: float(youden_threshold(y, v)) for k, v in scores.items()
@@ -122,16 +113,10 @@ def _predict(args):
     import joblib
     import pandas as pd
 
-    from .study import _branch_scores, skip_bad_cases, use_cache
+    from .study import _branch_scores, use_cache
 
     X = _read(args)
-    if args.on_error == "skip":
-        X, _, skipped = skip_bad_cases(X, None, args.phases)
-        for pid, row in skipped.iterrows():
-            print(
-                f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}",
-                file=sys.stderr,
-            )
+    X, _ = _skip_or_validate(args, X, None)
     model = use_cache(joblib.load(args.model), None)  # predictions only: nothing cached anywhere
     scores, _ = _branch_scores(model, X)
     table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)

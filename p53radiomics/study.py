@@ -17,7 +17,15 @@ import pandas as pd
 from .io import DEFAULT_PHASES, CohortError, validate_cohort
 from .report import MODEL_NAMES, _gradcam_figures, _study_figures
 
-__all__ = ["PROFILES", "Profile", "evaluate_model", "run_study", "skip_bad_cases"]
+__all__ = [
+    "PROFILES",
+    "Profile",
+    "evaluate_model",
+    "profile_pipeline",
+    "run_study",
+    "skip_bad_cases",
+    "use_cache",
+]
 
 #: Candidate predictors of the clinical model: what is known before surgery (grade and MVI are
 #: pathological findings, in Table 2 but not in a preoperative model).
@@ -133,6 +141,64 @@ def _radiomics_params(profile):
     params = load_params(None)
     params["imageType"] = {"Original": {}}
     return params
+
+
+def profile_pipeline(
+    profile,
+    clinical_columns,
+    *,
+    phases=DEFAULT_PHASES,
+    cache_dir=None,
+    n_jobs=None,
+    random_state=0,
+    backbone=None,
+    mode=None,
+):
+    """The study's pipeline (:func:`~p53radiomics.make_paper_pipeline`) with a profile's settings.
+
+    Parameters
+    ----------
+    profile : {"quick", "full", "smoke"} or Profile
+        Settings (:data:`PROFILES`).
+    clinical_columns : list of str
+        Candidate clinical predictors.
+    phases : sequence of str
+        Phases used.
+    cache_dir : str, os.PathLike or None
+        Per-case cache; stored absolute, since the fitted model remembers it.
+    n_jobs : int or None
+        Cases preprocessed and extracted in parallel.
+    random_state : int
+        Seeds every model.
+    backbone, mode : str or None
+        The CNN; ``None`` takes the profile's final model.
+
+    Returns
+    -------
+    pipeline : Pipeline
+        Unfitted.
+    """
+    from .pipeline import make_paper_pipeline
+
+    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    model = make_paper_pipeline(
+        list(clinical_columns),
+        backbone=backbone or profile.final_backbone,
+        mode=mode or profile.final_mode,
+        phases=phases,
+        cache_dir=None if cache_dir is None else str(Path(cache_dir).resolve()),
+        n_components=profile.n_components,
+        crop_size=profile.crop_size,
+        max_epochs=profile.max_epochs,
+        batch_size=profile.batch_size,
+        radiomics_params=_radiomics_params(profile),
+        spacing=profile.spacing,
+        cv=profile.cv,
+        n_jobs=n_jobs,
+        random_state=random_state,
+        verbose=1,
+    )
+    return model.set_params(preprocess__n_iterations=profile.n_iterations)
 
 
 def _log(message, start):
@@ -339,7 +405,6 @@ def run_study(
     from sklearn.model_selection import train_test_split
 
     from .metrics import diagnostic_table, logistic_odds_ratios
-    from .pipeline import make_paper_pipeline
     from .preprocessing import LargestSliceCropper
     from .report import write_report
 
@@ -379,24 +444,14 @@ def run_study(
     t2 = _table2_frame(X_tc)
     tables["table2"] = logistic_odds_ratios(t2, y_tc)
 
-    model = make_paper_pipeline(
+    model = profile_pipeline(
+        profile,
         clinical,
-        backbone=profile.final_backbone,
-        mode=profile.final_mode,
         phases=phases,
-        cache_dir=str(out / "cache"),
-        n_components=profile.n_components,
-        crop_size=profile.crop_size,
-        max_epochs=profile.max_epochs,
-        batch_size=profile.batch_size,
-        radiomics_params=_radiomics_params(profile),
-        spacing=profile.spacing,
-        cv=profile.cv,
+        cache_dir=out / "cache",
         n_jobs=n_jobs,
         random_state=random_state,
-        verbose=1,
     )
-    model.set_params(preprocess__n_iterations=profile.n_iterations)
 
     t = time.perf_counter()
     _log("preprocessing every case (N4, crop, resampling, normalisation; cached)", start)
@@ -560,10 +615,23 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
 
 
 def use_cache(model, cache_dir):
-    """A copy of a fitted study model whose per-case caches live in `cache_dir` (``None``: no cache).
+    """A copy of a fitted study model whose per-case caches live in `cache_dir`.
 
     A model remembers the cache folder it was fitted with; where it is used elsewhere (another
     machine, another output folder), its cached files must go where the user asked for outputs.
+    The network and every fitted part are shared with `model`, not copied.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`profile_pipeline` or :func:`~p53radiomics.make_paper_pipeline` model.
+    cache_dir : str, os.PathLike or None
+        The new cache folder of the preprocessing and radiomics steps; ``None`` caches nothing.
+
+    Returns
+    -------
+    model : Pipeline
+        The copy; `model` itself is unchanged.
     """
     import copy
 

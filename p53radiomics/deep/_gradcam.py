@@ -14,7 +14,6 @@ Gradient-based Localization", ICCV 2017.
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._net import cuda_flags
 
@@ -58,9 +57,7 @@ def grad_cam(estimator, X, *, target=None):
         score). ``n_maps`` is ``n_phases`` in feature fusion (one map per phase, in phase order)
         and 1 in multi-channel fusion (the joint map).
     """
-    check_is_fitted(estimator)
-    X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float32)
-    estimator._check_crops(X)
+    X = estimator._validated(X)  # fitted, same shape and dtype as in fit
     net = estimator.net_
     module = net.module_
     layers = module.target_layers()
