@@ -15,7 +15,7 @@ Grad-CAM).
 import importlib
 
 from ._version import __version__
-from .exceptions import CohortError, SkippedCaseWarning
+from .exceptions import CohortError, SkippedCaseWarning, UnseenBatchWarning
 
 _LAZY = {
     "N4Resampler": "p53radiomics.preprocessing",
@@ -25,10 +25,17 @@ _LAZY = {
     "CorrelationFilter": "p53radiomics.feature_selection",
     "LassoSelector": "p53radiomics.feature_selection",
     "StackingFusion": "p53radiomics.fusion",
+    "ComBatHarmonizer": "p53radiomics.harmonization",
     "make_paper_pipeline": "p53radiomics.pipeline",
 }
 
-__all__ = ["CohortError", "SkippedCaseWarning", "__version__", *sorted(_LAZY)]
+__all__ = [
+    "CohortError",
+    "SkippedCaseWarning",
+    "UnseenBatchWarning",
+    "__version__",
+    *sorted(_LAZY),
+]
 
 
 def __getattr__(name):

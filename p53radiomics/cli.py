@@ -78,6 +78,8 @@ def _fit(args):
         random_state=args.random_state,
         backbone=args.backbone,
         mode=args.mode,
+        harmonize=args.harmonize,
+        context_slices=args.context_slices,
     )
     print(
         f"Fitting the combined model on {len(X)} patients ({int(y.sum())} positive), cache in {cache} ...",
@@ -230,6 +232,19 @@ def build_parser():
         choices=["ff", "mc"],
         default=None,
         help="CNN fusion mode (default: the profile's)",
+    )
+    fit.add_argument(
+        "--harmonize",
+        action="store_true",
+        help="ComBat harmonisation of the radiomics features across the 'scanner' column, "
+        "learnt on this cohort and applied unchanged to the ones the model evaluates or predicts",
+    )
+    fit.add_argument(
+        "--context-slices",
+        type=int,
+        default=0,
+        metavar="K",
+        help="2.5D CNN input: the K slices above and below each phase's largest slice (default: 0)",
     )
     fit.add_argument(
         "--profile",

@@ -4,7 +4,7 @@ Every problem found in a cohort table names the patient id and the column, so th
 batch of hundreds of cases can find the offending file at once.
 """
 
-__all__ = ["CohortError", "SkippedCaseWarning"]
+__all__ = ["CohortError", "SkippedCaseWarning", "UnseenBatchWarning"]
 
 
 class CohortError(ValueError):
@@ -66,4 +66,13 @@ class SkippedCaseWarning(UserWarning):
 
     The skipped cases and their reasons are also stored in the step's ``skipped_`` attribute (or
     returned alongside the result), so that a report can list them.
+    """
+
+
+class UnseenBatchWarning(UserWarning):
+    """Warned when data to harmonise hold a batch (scanner) that the harmoniser did not see in ``fit``.
+
+    The message names the unseen batch values. Their samples are harmonised with the pooled
+    estimates of the training batches (see :class:`~p53radiomics.ComBatHarmonizer`): put on the
+    same footing as the others, without their own batch effect removed.
     """

@@ -10,6 +10,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from .deep import SkorchCNNFeaturizer
 from .feature_selection import CorrelationFilter, LassoSelector
 from .fusion import StackingFusion
+from .harmonization import ComBatHarmonizer
 from .io import DEFAULT_PHASES
 from .preprocessing import LargestSliceCropper, N4Resampler
 from .radiomics import RadiomicsExtractor
@@ -74,9 +75,21 @@ def make_clinical_branch(clinical_columns, *, cv=5, random_state=None):
 
 
 def make_radiomics_branch(
-    phases=DEFAULT_PHASES, *, params=None, cache_dir=None, n_jobs=None, cv=5, random_state=None
+    phases=DEFAULT_PHASES,
+    *,
+    params=None,
+    cache_dir=None,
+    n_jobs=None,
+    cv=5,
+    random_state=None,
+    harmonize=False,
+    batch_column="scanner",
 ):
     """The radiomics model: PyRadiomics, z-score, Spearman filter at 0.9, LASSO, logistic regression.
+
+    With ``harmonize=True``, ComBat removes each scanner's additive and multiplicative effect from
+    the features before the z-score (:class:`~p53radiomics.ComBatHarmonizer`), with estimates
+    learnt on the training data only: the study's radiomics model broke on scanner variability.
 
     Parameters
     ----------
@@ -92,15 +105,40 @@ def make_radiomics_branch(
         Folds of the LASSO's cross-validation.
     random_state : int or None, default=None
         Seeds the LASSO's folds.
+    harmonize : bool, default=False
+        Insert a ``harmonize`` step (:class:`~p53radiomics.ComBatHarmonizer`) after ``extract``,
+        which then passes the `batch_column` through beside the features.
+    batch_column : str, default="scanner"
+        Cohort column naming each patient's scanner (used with ``harmonize=True``).
 
     Returns
     -------
     branch : Pipeline
-        Steps ``extract``, ``scale``, ``decorrelate``, ``select``, ``classifier``.
+        Steps ``extract``, ``scale``, ``decorrelate``, ``select``, ``classifier``; with
+        ``harmonize=True``, ``extract``, ``harmonize``, ``scale``, ``decorrelate``, ``select``,
+        ``classifier``.
+
+    Examples
+    --------
+    >>> from p53radiomics.pipeline import make_radiomics_branch
+    >>> branch = make_radiomics_branch(harmonize=True)
+    >>> [name for name, _ in branch.steps]
+    ['extract', 'harmonize', 'scale', 'decorrelate', 'select', 'classifier']
+    >>> branch.get_params()["extract__passthrough"], branch.get_params()["harmonize__batch_column"]
+    (('scanner',), 'scanner')
     """
+    extract = RadiomicsExtractor(
+        phases,
+        params,
+        cache_dir=cache_dir,
+        n_jobs=n_jobs,
+        passthrough=(batch_column,) if harmonize else (),
+    )
+    harmonizer = [("harmonize", ComBatHarmonizer(batch_column))] if harmonize else []
     return Pipeline(
         [
-            ("extract", RadiomicsExtractor(phases, params, cache_dir=cache_dir, n_jobs=n_jobs)),
+            ("extract", extract),
+            *harmonizer,
             ("scale", StandardScaler()),
             ("decorrelate", CorrelationFilter(threshold=0.9, method="spearman")),
             ("select", LassoSelector(cv=cv, random_state=random_state)),
@@ -117,6 +155,7 @@ def make_deep_branch(
     weights=None,
     n_components=8,
     crop_size=256,
+    context_slices=0,
     max_epochs=20,
     batch_size=32,
     device="auto",
@@ -134,6 +173,11 @@ def make_deep_branch(
         Passed to :class:`SkorchCNNFeaturizer`.
     crop_size : int, default=256
         Side of the crops (:class:`LargestSliceCropper`'s ``size``).
+    context_slices : int, default=0
+        2.5D input: the slices above and below each phase's largest slice that are added as
+        channels (:class:`LargestSliceCropper`'s ``context_slices``). The CNN is told the number of
+        phases, so in FF mode each phase's branch takes its ``2 * context_slices + 1`` slices;
+        ``crop__context_slices`` can be grid-searched alone.
     cv : int, default=5
         Folds of the LASSO's cross-validation.
     random_state : int or None, default=None
@@ -149,7 +193,12 @@ def make_deep_branch(
     """
     return Pipeline(
         [
-            ("crop", LargestSliceCropper(phases, margin=10, size=crop_size)),
+            (
+                "crop",
+                LargestSliceCropper(
+                    phases, margin=10, size=crop_size, context_slices=context_slices
+                ),
+            ),
             (
                 "cnn",
                 SkorchCNNFeaturizer(
@@ -157,6 +206,7 @@ def make_deep_branch(
                     mode,
                     weights,
                     n_components,
+                    n_phases=len(phases),
                     max_epochs=max_epochs,
                     batch_size=batch_size,
                     device=device,
@@ -191,6 +241,9 @@ def make_paper_pipeline(
     n_jobs=None,
     random_state=None,
     verbose=0,
+    harmonize=False,
+    batch_column="scanner",
+    context_slices=0,
 ):
     """The study's combined model: preprocessing, then a stacking fusion of three models.
 
@@ -200,7 +253,8 @@ def make_paper_pipeline(
     - ``clinical``: ``encode`` (standardise numeric, one-hot categorical columns), ``select``
       (:class:`LassoSelector`), ``classifier`` (logistic regression);
     - ``radiomics``: ``extract`` (:class:`RadiomicsExtractor`), ``scale``, ``decorrelate``
-      (:class:`CorrelationFilter`, Spearman 0.9), ``select``, ``classifier``;
+      (:class:`CorrelationFilter`, Spearman 0.9), ``select``, ``classifier``; with
+      ``harmonize=True``, a ``harmonize`` step (:class:`ComBatHarmonizer`) after ``extract``;
     - ``deep``: ``crop`` (:class:`LargestSliceCropper`), ``cnn`` (:class:`SkorchCNNFeaturizer`),
       ``scale``, ``select``, ``classifier``;
 
@@ -222,8 +276,9 @@ def make_paper_pipeline(
         Per-case cache of preprocessing and extraction: with it, cross-validation and grid search
         compute each case once, and preprocessed volumes are passed between steps as cached files
         rather than held in memory. Strongly advised beyond a few dozen patients.
-    weights, n_components, crop_size, max_epochs, batch_size, device
-        The deep branch's settings (see :func:`make_deep_branch`).
+    weights, n_components, crop_size, max_epochs, batch_size, device, context_slices
+        The deep branch's settings (see :func:`make_deep_branch`); ``context_slices=k`` gives the
+        CNN 2.5D input, each phase's largest slice with the k slices above and below it.
     radiomics_params : dict, str or None, default=None
         PyRadiomics parameters; ``None`` is the study's set.
     spacing : tuple of float, default=(1.0, 1.0, 1.0)
@@ -238,6 +293,11 @@ def make_paper_pipeline(
         Seeds every random step.
     verbose : int, default=0
         Progress of the long steps.
+    harmonize : bool, default=False
+        ComBat harmonisation of the radiomics features across scanners, learnt on the training
+        data (see :func:`make_radiomics_branch`).
+    batch_column : str, default="scanner"
+        Cohort column naming each patient's scanner (used with ``harmonize=True``).
 
     Returns
     -------
@@ -274,6 +334,8 @@ def make_paper_pipeline(
                 n_jobs=n_jobs,
                 cv=cv,
                 random_state=random_state,
+                harmonize=harmonize,
+                batch_column=batch_column,
             ),
         ),
         (
@@ -285,6 +347,7 @@ def make_paper_pipeline(
                 weights=weights,
                 n_components=n_components,
                 crop_size=crop_size,
+                context_slices=context_slices,
                 max_epochs=max_epochs,
                 batch_size=batch_size,
                 device=device,

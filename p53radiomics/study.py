@@ -153,6 +153,8 @@ def profile_pipeline(
     random_state=0,
     backbone=None,
     mode=None,
+    harmonize=False,
+    context_slices=0,
 ):
     """The study's pipeline (:func:`~p53radiomics.make_paper_pipeline`) with a profile's settings.
 
@@ -172,6 +174,10 @@ def profile_pipeline(
         Seeds every model.
     backbone, mode : str or None
         The CNN; ``None`` takes the profile's final model.
+    harmonize : bool
+        ComBat harmonisation across the ``scanner`` column in the radiomics branch.
+    context_slices : int
+        2.5D crops for the CNN: the slices above and below each phase's largest slice.
 
     Returns
     -------
@@ -197,6 +203,8 @@ def profile_pipeline(
         n_jobs=n_jobs,
         random_state=random_state,
         verbose=1,
+        harmonize=harmonize,
+        context_slices=context_slices,
     )
     return model.set_params(preprocess__n_iterations=profile.n_iterations)
 

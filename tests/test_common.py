@@ -47,6 +47,14 @@ OTHER = {
         "SkorchCNNFeaturizer",
         "the skorch network inside SkorchCNNFeaturizer, tested through it",
     ),
+    "ComBatHarmonizer": (
+        "test_harmonization",
+        "check_image_estimator(ComBatHarmonizer",
+        "its input needs a batch column with at least 2 samples per batch beside the features, "
+        "which the random arrays of parametrize_with_checks lack (each value would be a batch of "
+        "one); the module runs check_image_estimator on tables with a scanner column, and its own "
+        "clone, pickle, set_output, feature-name and not-fitted tests",
+    ),
 }
 
 

@@ -18,7 +18,7 @@ from skorch.dataset import Dataset
 
 # Autouse fixtures shared by the deep-learning tests: one torch thread, seeded torch and numpy.
 from test_deep_backbones import _one_torch_thread, _seed  # noqa: F401
-from test_deep_featurizer import make_toy
+from test_deep_featurizer import make_toy, tiny25
 
 from p53radiomics.deep import SkorchCNNFeaturizer
 from p53radiomics.deep._net import ArrayBatches
@@ -139,3 +139,34 @@ def test_fitted_on_cuda_loads_and_predicts_the_same_on_cpu_only(fitted_cuda, toy
     np.testing.assert_allclose(
         np.load(tmp_path / "cam.npy"), fitted_cuda.grad_cam(X[:4]), atol=1e-2
     )
+
+
+@pytest.mark.parametrize(
+    ("backbone", "mode"), [("convnext_tiny", "mc"), ("swin_t", "ff"), ("vit_b_16", "mc")]
+)
+def test_newer_backbones_train_and_explain_on_cuda(backbone, mode, toy):
+    # The fast path (bf16 autocast, channels-last) with a ConvNeXt, a Swin and a ViT (crops
+    # resized to 224 pixels inside the network); Grad-CAM at crop resolution.
+    X, y, _ = toy
+    cnn = SkorchCNNFeaturizer(
+        backbone, mode, n_components=2, max_epochs=1, batch_size=16, random_state=0
+    ).fit(X, y)
+    assert cnn.device_ == "cuda" and cnn.net_.module_.channels_last
+    assert np.isfinite(cnn.net_.history[:, "train_loss"]).all()
+    n_maps = 3 if mode == "ff" else 1
+    assert cnn.transform(X).shape == (len(X), 2 * n_maps)
+    maps = cnn.grad_cam(X[:4])
+    assert maps.shape == (4, n_maps, 64, 64) and np.isfinite(maps).all()
+    assert 0 <= maps.min() and maps.max() <= 1
+
+
+def test_25d_ff_on_cuda():
+    X, y = tiny25(n=16)
+    cnn = SkorchCNNFeaturizer(
+        mode="ff", n_phases=3, n_components=2, max_epochs=1, batch_size=8, random_state=0
+    ).fit(X, y)
+    assert cnn.device_ == "cuda"
+    assert [b.conv1.in_channels for b in cnn.net_.module_.branches] == [3, 3, 3]
+    assert cnn.grad_cam(X[:4]).shape == (4, 3, 32, 32)
+    loaded = pickle.loads(pickle.dumps(cnn))
+    np.testing.assert_allclose(loaded.predict_proba(X), cnn.predict_proba(X), atol=1e-6)

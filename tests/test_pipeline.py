@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV
 
-from p53radiomics import make_paper_pipeline
+from p53radiomics import ComBatHarmonizer, make_paper_pipeline
+from p53radiomics.exceptions import UnseenBatchWarning
+from p53radiomics.pipeline import make_radiomics_branch
 
 # A reduced radiomics set and tiny CNN settings keep these tests to seconds per fit.
 TINY_RADIOMICS = {
@@ -87,6 +89,56 @@ def test_step_names_follow_the_design():
     )
     model.set_params(fusion__deep__cnn__backbone="densenet121", fusion__deep__cnn__mode="mc")
     assert model.named_steps["fusion"].estimators[2][1].named_steps["cnn"].backbone == "densenet121"
+
+
+def test_harmonize_adds_a_combat_step_to_the_radiomics_branch():
+    model = make_paper_pipeline(["ltd"], harmonize=True, batch_column="site")
+    radiomics = dict(model.named_steps["fusion"].estimators)["radiomics"]
+    assert [n for n, _ in radiomics.steps] == [
+        "extract",
+        "harmonize",
+        "scale",
+        "decorrelate",
+        "select",
+        "classifier",
+    ]
+    params = model.get_params()
+    assert params["fusion__radiomics__harmonize__batch_column"] == "site"
+    assert params["fusion__radiomics__extract__passthrough"] == ("site",)
+    assert isinstance(radiomics.named_steps["harmonize"], ComBatHarmonizer)
+    plain = dict(make_paper_pipeline(["ltd"]).named_steps["fusion"].estimators)["radiomics"]
+    assert "harmonize" not in plain.named_steps
+    assert plain.named_steps["extract"].passthrough == ()
+
+
+def test_harmonised_radiomics_branch_fits_on_the_training_rows_only(tmp_path):
+    from p53radiomics.datasets import make_synthetic_cohort
+
+    X, y = make_synthetic_cohort(
+        tmp_path / "cohort", n_patients=14, random_state=3, voxel_scale=2.5, n_scanners=2
+    )
+    preprocess = tiny_pipeline(tmp_path / "cache").named_steps["preprocess"]
+    Xp = preprocess.transform(X)
+    branch = make_radiomics_branch(
+        params=TINY_RADIOMICS, cache_dir=str(tmp_path / "cache"), cv=2, random_state=0,
+        harmonize=True,
+    )  # fmt: skip
+    held_out = X.groupby("scanner").head(2).index  # each scanner keeps >= 2 training patients
+    train = X.index.difference(held_out)
+    assert X.loc[train, "scanner"].value_counts().min() >= 2
+    branch.fit(Xp.loc[train], y.loc[train])
+    proba = branch.predict_proba(Xp)
+    assert proba.shape == (len(X), 2) and np.isfinite(proba).all()
+    harmonizer = branch.named_steps["harmonize"]
+    assert harmonizer.batches_.tolist() == sorted(X.loc[train, "scanner"].unique())
+    assert harmonizer.batch_counts_.sum() == len(train)  # learnt on the training rows only
+    n_features = branch.named_steps["extract"].get_feature_names_out().size - 1
+    assert harmonizer.n_features_in_ == n_features + 1
+    assert harmonizer.get_feature_names_out().tolist()[-1] != "scanner"
+    # a scanner the branch never saw: pooled estimates, with a warning that names it
+    with pytest.warns(UnseenBatchWarning, match="S9"):
+        unseen = branch.predict_proba(Xp.assign(scanner="S9"))
+    assert np.isfinite(unseen).all()
 
 
 def test_fit_predicts_probabilities_and_branch_scores(cohort, fitted):
@@ -167,3 +219,30 @@ def test_grid_search_preprocesses_and_extracts_each_case_once(cohort, tmp_path, 
         len(grid.cv_results_["params"]) == 4
         and np.isfinite(grid.cv_results_["mean_test_score"]).all()
     )
+
+
+def test_deep_branch_takes_2_5d_crops_and_grid_searches_their_depth_alone(cohort, fitted):
+    from p53radiomics.pipeline import make_deep_branch
+
+    X, y = cohort
+    Xp = fitted.named_steps["preprocess"].transform(X)
+    branch = make_deep_branch(
+        backbone="resnet18",
+        mode="ff",
+        crop_size=32,
+        context_slices=1,
+        max_epochs=1,
+        batch_size=16,
+        n_components=2,
+        cv=2,
+        device="cpu",
+        random_state=0,
+    )
+    assert branch.named_steps["crop"].transform(Xp.iloc[:2]).shape == (2, 3 * 3, 32, 32)
+    cnn = branch.fit(Xp, y).named_steps["cnn"]
+    # One FF branch per phase, each on its phase's three slices.
+    assert (cnn.n_phases_, cnn.channels_per_phase_) == (3, 3)
+    assert branch.predict_proba(Xp).shape == (len(X), 2)
+    # Only the cropper's depth changes; the CNN follows from the number of phases.
+    cnn = branch.set_params(crop__context_slices=0).fit(Xp, y).named_steps["cnn"]
+    assert (cnn.n_phases_, cnn.channels_per_phase_) == (3, 1)

@@ -557,9 +557,87 @@ def test_cropper_zscores_each_crop_and_reads_preprocessed_tables(tmp_path):
         assert out.shape == (2, 3, 32, 32) and np.isfinite(out).all()
 
 
+def _slice_coded_case(n_slices=7, side=20, spacing=(1.0, 1.0, 2.0)):
+    """An image whose voxel (z, y, x) holds 100 z + x + 0.5 y: the slice is read off a crop's level,
+    and the in-plane position off its pattern."""
+    z, y, x = np.mgrid[:n_slices, :side, :side].astype(np.float32)
+    image = sitk.GetImageFromArray(100 * z + x + 0.5 * y)
+    image.SetSpacing(spacing)
+    return image
+
+
+def _mask_on(image, largest, smaller=()):
+    """A mask with its largest ROI on slice `largest` and a smaller one on each of `smaller`."""
+    mask = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    mask.CopyInformation(image)
+    mask[4:12, 5:11, largest] = 1
+    for k in smaller:
+        mask[6:9, 6:9, k] = 1
+    return mask
+
+
+def test_cropper_context_slices_phase_major_with_edge_replication(tmp_path):
+    """2.5D: the k slices on each side of each phase's largest slice, as channels, phase after
+    phase, lowest slice first; past an end of the volume the end slice is repeated. Read from
+    NIfTI files through SimpleITK."""
+    image = _slice_coded_case()
+    X = _write(
+        pd.DataFrame(
+            {
+                "ap": [image],
+                "ap_mask": [_mask_on(image, 3, smaller=(2, 4))],  # well inside: slices 1..5
+                "pvp": [image * 2.0],
+                "pvp_mask": [_mask_on(image, 6, smaller=(5,))],  # the top slice: 4, 5, 6, 6, 6
+                "dp": [image],
+                "dp_mask": [_mask_on(image, 0)],  # the bottom slice: 0, 0, 0, 1, 2
+            },
+            index=["P1"],
+        ),
+        tmp_path / "in",
+    )
+    k = 2
+    cropper = LargestSliceCropper(size=16, margin=1, context_slices=k, normalization=None)
+    crops = cropper.fit_transform(X)
+    assert crops.shape == (1, 3 * (2 * k + 1), 16, 16) and crops.dtype == np.float32
+    # The slice of each channel, read off its level (in-plane values stay below 100 here).
+    slices = np.floor(crops[0].min(axis=(1, 2)) / 100).astype(int)
+    slices[5:10] = np.floor(crops[0, 5:10].min(axis=(1, 2)) / 200).astype(int)  # pvp is doubled
+    np.testing.assert_array_equal(slices, [1, 2, 3, 4, 5, 4, 5, 6, 6, 6, 0, 0, 0, 1, 2])
+    # Every slice of a phase goes through the same square: the same in-plane pattern.
+    pattern = crops[0] - 100 * slices[:, None, None] * np.repeat([1, 2, 1], 5)[:, None, None]
+    for phase in range(3):
+        block = pattern[5 * phase : 5 * phase + 5] / [1, 2, 1][phase]
+        np.testing.assert_allclose(block, np.broadcast_to(block[0], block.shape), atol=1e-3)
+    # The centre channel of each phase is the single-slice crop.
+    flat = LargestSliceCropper(size=16, margin=1, normalization=None).fit_transform(X)
+    np.testing.assert_array_equal(crops[0, [2, 7, 12]], flat[0])
+
+
+def test_cropper_context_slices_zscore_per_phase_over_its_slices():
+    image = _slice_coded_case()
+    X = pd.DataFrame(
+        {"ap": [image], "pvp": [image * 3.0 + 7.0], "mask": [_mask_on(image, 3)]}, index=["P1"]
+    )
+    crops = LargestSliceCropper(phases=("ap", "pvp"), size=16, context_slices=1).fit_transform(X)
+    assert crops.shape == (1, 6, 16, 16)
+    phases = crops.reshape(1, 2, 3, 16, 16)
+    np.testing.assert_allclose(phases.mean(axis=(2, 3, 4)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(phases.std(axis=(2, 3, 4)), 1.0, atol=1e-4)
+    # One scale per phase keeps the contrast between slices: the lower slice stays darker.
+    levels = phases.mean(axis=(3, 4))[0]
+    assert (np.diff(levels, axis=1) > 0).all()
+    np.testing.assert_allclose(phases[0, 0], phases[0, 1], atol=1e-4)  # same after the z-score
+
+
 def test_cropper_parameters():
     X = _cohort(n=1)
-    for params in ({"margin": -1}, {"size": 0}, {"normalization": "minmax"}):
+    for params in (
+        {"margin": -1},
+        {"size": 0},
+        {"normalization": "minmax"},
+        {"context_slices": -1},
+        {"context_slices": 1.5},
+    ):
         with pytest.raises(InvalidParameterError):
             LargestSliceCropper(**params).fit(X)
     step = LargestSliceCropper()
@@ -579,6 +657,7 @@ def test_check_image_estimator_n4resampler(tmp_path, on_disk):
 def test_check_image_estimator_largest_slice_cropper(tmp_path, on_disk):
     X = _cohort(n=2, folder=tmp_path / "in" if on_disk else None)
     check_image_estimator(LargestSliceCropper(size=16), X)
+    check_image_estimator(LargestSliceCropper(size=16, context_slices=1), X)
 
 
 def test_steps_in_a_function_pipeline_leave_inputs_alone(tmp_path):

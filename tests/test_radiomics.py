@@ -736,6 +736,28 @@ def test_in_a_pipeline_with_skipped_cases(tmp_path):
     assert pipeline[:-1].get_feature_names_out().size == 2 * N_SMALL
 
 
+def test_passthrough_columns_follow_the_features():
+    X = _cohort(3, phases=("ap",)).assign(scanner=["S1", "S2", "S1"])
+    plain = RadiomicsExtractor(phases=("ap",), params=SMALL_PARAMS)
+    extractor = clone(plain).set_params(passthrough=("scanner", "age"))
+    out = extractor.fit(X).transform(X)
+    names = plain.get_feature_names_out().tolist()
+    assert out.columns.tolist() == [*names, "scanner", "age"]
+    assert extractor.get_feature_names_out().tolist() == out.columns.tolist()
+    pd.testing.assert_frame_equal(out[names], plain.transform(X))
+    assert out["scanner"].tolist() == ["S1", "S2", "S1"] and out["age"].tolist() == [50, 51, 52]
+    assert out.index.equals(X.index) and out[names].dtypes.eq(np.float64).all()
+    # a missing column is named, in fit and in transform, before anything is extracted
+    for method in (extractor.fit, extractor.transform):
+        with pytest.raises(CohortError, match="column 'scanner': passthrough column is missing"):
+            method(X.drop(columns="scanner"))
+    for bad, match in (("scanner", "tuple"), (("age", "age"), "twice"), ((3,), "column names")):
+        with pytest.raises(ValueError, match=match):
+            clone(plain).set_params(passthrough=bad).fit(X)
+    with pytest.raises(ValueError, match="has the name of a feature"):
+        clone(plain).set_params(passthrough=(names[0],)).get_feature_names_out()
+
+
 # --------------------------------------------------------------------------------------------------
 # Logging
 # --------------------------------------------------------------------------------------------------

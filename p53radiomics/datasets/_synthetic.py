@@ -294,7 +294,11 @@ def make_synthetic_cohort(
     prevalence : float, default=183/320
         Fraction of P53-mutated patients in expectation.
     n_jobs : int, default=None
-        Patients generated in parallel (joblib; ``None`` means 1, ``-1`` all cores).
+        Patients generated in parallel, through joblib: ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context, ``-1`` all cores. In a
+        ``parallel_config(backend="dask")`` context the patients are generated on the cluster's
+        workers, which write the files themselves: `directory` must then be on a filesystem every
+        worker reaches by the same path.
     verbose : int, default=0
         joblib's progress messages.
 
@@ -328,7 +332,7 @@ def make_synthetic_cohort(
         raise ValueError(f"voxel_scale must be positive, got {voxel_scale!r}")
     if not 0 < prevalence < 1:
         raise ValueError(f"prevalence must lie strictly between 0 and 1, got {prevalence!r}")
-    directory = Path(directory)
+    directory = Path(directory).resolve()  # absolute: the workers write into it, whatever their cwd
     (directory / "images").mkdir(parents=True, exist_ok=True)
 
     seeds = np.random.SeedSequence(random_state)
@@ -354,8 +358,7 @@ def make_synthetic_cohort(
     table.to_csv(directory / "cohort.csv", index=False, lineterminator="\n")
 
     X = table.set_index("patient_id")
-    base = directory.resolve()
     for column in paths.columns:
-        X[column] = [str(base / p) for p in X[column]]
+        X[column] = [str(directory / p) for p in X[column]]
     y = X.pop(LABEL_COLUMN)
     return X, y

@@ -2,9 +2,13 @@
 
 - :class:`SkorchCNNFeaturizer` (``_featurizer.py``): the scikit-learn estimator, a classifier and a
   transformer into (PCA-compressed) penultimate features, in MC or FF fusion.
-- :data:`BACKBONES` (``_backbones.py``): the six backbones and their penultimate widths; headless
-  torchvision networks with adapted first convolutions and ImageNet or state-dict weights.
-- :class:`MultiChannelNet`, :class:`FeatureFusionNet` (``_modules.py``): the torch modules.
+- :data:`BACKBONES` (``_backbones.py``): the backbones and their penultimate widths: the study's
+  six (ResNet18/34/50/101/152, DenseNet121) and every other torchvision classification network
+  with a linear head (EfficientNet, ConvNeXt, Swin, ViT...); headless, with adapted first
+  convolutions (or patch embeddings), inputs resized as each needs, and ImageNet or state-dict
+  weights.
+- :class:`MultiChannelNet`, :class:`FeatureFusionNet` (``_modules.py``): the torch modules, for
+  one channel per phase or 2.5D crops (several slices per phase).
 - ``_net.py``: the skorch network underneath, with the CUDA fast path (bf16 autocast,
   channels-last, pinned memory and non-blocking copies) and device-neutral pickling.
 - :func:`grad_cam` (``_gradcam.py``): per-phase (FF) or joint (MC) heatmaps.

@@ -17,7 +17,7 @@ from skorch.dataset import ValidSplit
 from torch import nn
 
 from ..utils._sklearn import Interval, StrOptions, _fit_context
-from ._backbones import BACKBONES
+from ._backbones import BACKBONES, input_rule
 from ._gradcam import grad_cam
 from ._modules import FeatureFusionNet, MultiChannelNet
 from ._net import ArrayBatches, CNNNet, cuda_flags, resolve_device
@@ -26,7 +26,7 @@ __all__ = ["SkorchCNNFeaturizer"]
 
 logger = logging.getLogger(__name__)
 
-_MIN_SIDE = 32  # DenseNet121 downsamples by 32; smaller crops leave it nothing to pool
+_MIN_SIDE = 32  # the backbones downsample by 32; smaller crops leave them nothing to pool
 _STUDY_PHASES = ("ap", "pvp", "dp")
 
 
@@ -50,30 +50,38 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     - ``"ff"`` (feature fusion): one CNN per phase, their penultimate features concatenated, one
       linear head on the concatenation.
 
+    Crops have one channel per phase (the study's 2D input), or, with ``n_phases``, several:
+    2.5D crops hold the ``2k + 1`` slices around each phase's largest slice, phase after phase, and
+    each FF branch then takes its phase's slices as channels.
+
     ``transform`` returns the penultimate features of each branch (in evaluation mode, without
     gradients), compressed by a PCA per branch fitted on the training crops (the study kept 8 per
     phase: 24 in all); ``predict`` and ``predict_proba`` come from the network's own head.
 
-    Crops are z-scored per phase with statistics of the training crops (inside the network, so
+    Crops are z-scored per channel with statistics of the training crops (inside the network, so
     they travel with it); during training only, they are augmented by a random crop (resized back)
-    and random horizontal and vertical flips. On CUDA, training runs under bf16 autocast (where the
-    GPU supports it) in channels-last memory format, with the training crops uploaded once from
-    pinned memory without blocking; inference runs in float32, so that a featurizer fitted on
-    CUDA, pickled and loaded on a CPU-only machine, predicts the same.
+    and random horizontal and vertical flips; then they are resized to the side the backbone needs
+    (see ``input_size``). On CUDA, training runs under bf16 autocast (where the GPU supports it)
+    in channels-last memory format, with the training crops uploaded once from pinned memory
+    without blocking; inference runs in float32, so that a featurizer fitted on CUDA, pickled and
+    loaded on a CPU-only machine, predicts the same.
 
     Parameters
     ----------
-    backbone : {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121"}, \
-            default="resnet18"
-        torchvision network; :data:`~p53radiomics.deep.BACKBONES` gives each one's penultimate width
-        (512, 512, 2048, 2048, 2048, 1024).
+    backbone : str, default="resnet18"
+        torchvision classification network: the study's ``"resnet18"``, ``"resnet34"``,
+        ``"resnet50"``, ``"resnet101"``, ``"resnet152"``, ``"densenet121"``, or any other key of
+        :data:`~p53radiomics.deep.BACKBONES`, e.g. ``"efficientnet_v2_s"``, ``"convnext_tiny"``,
+        ``"swin_t"``, ``"vit_b_16"``. ``BACKBONES`` gives each one's penultimate width (512, 512,
+        2048, 2048, 2048, 1024 for the study's six; 1280, 768, 768, 768 for those four).
     mode : {"ff", "mc"}, default="ff"
         Fusion mode, as above.
     weights : None, "imagenet" or path, default=None
         Initial backbone weights: ``None`` random; ``"imagenet"`` torchvision's default ImageNet
         weights (from torch's cache, else downloaded; without internet access an ``OSError``
         within seconds says what to do); or the path of a state dict of the torchvision model. The
-        first convolution is adapted to the input channels (RGB kernel summed for one channel).
+        first convolution (the patch embedding of ViT and Swin) is adapted to the input channels
+        (the RGB kernel averaged and spread over them: summed for one channel).
     n_components : int or None, default=8
         PCA components kept per branch in ``transform``; ``None`` keeps the raw penultimate
         features.
@@ -101,6 +109,23 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     phases : sequence of str or None, default=None
         Names of the phases, used in feature names; ``None`` means ``("ap", "pvp", "dp")`` for
         three phases, else ``phase0``, ``phase1``...
+    n_phases : int or None, default=None
+        Number of phases in ``X``; ``None``: each channel is one phase. For 2.5D crops of shape
+        ``(n_samples, n_phases * (2k + 1), height, width)``, phase-major (phase 0's ``2k + 1``
+        slices from lowest to highest, then phase 1's...), as :class:`LargestSliceCropper` makes
+        them with ``context_slices=k``: FF gives the branch of each phase its ``2k + 1``
+        channels; MC feeds all channels into one backbone. The number of channels must be a
+        multiple of ``n_phases``.
+    input_size : int or None, default=None
+        Side, in pixels, that the crops are resized to (bilinearly, inside the network, so crops
+        of any size work) before the backbone. ``None``: the backbone's own need. ViT and MaxViT
+        are built for one size, that of their ImageNet weights (224 pixels; 518 for
+        ``vit_h_14``), and every crop is resized to it; the other backbones take the crops as
+        they are, enlarged only where smaller than the network takes (75 pixels for Inception
+        V3, 63 for AlexNet, 33 for EfficientNet V2; Swin pads its windows and takes any size).
+        An integer resizes every crop to that side, e.g. 224 to match ImageNet weights on small
+        crops; ViT is then built for it (a multiple of its patch size; ImageNet position
+        embeddings are interpolated to it) and MaxViT needs a multiple of 224.
     device : str, default="auto"
         Torch device; ``"auto"`` is CUDA when available, else the CPU.
     verbose : int, default=0
@@ -115,11 +140,15 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     n_features_in_ : int
-        Number of phases (the second dimension of ``X``).
+        Number of channels (the second dimension of ``X``).
+    n_phases_ : int
+        Number of phases: ``n_phases``, or ``n_features_in_`` when it is ``None``.
+    channels_per_phase_ : int
+        Channels of each phase: ``2k + 1`` for 2.5D crops, 1 for 2D ones.
     phases_ : tuple of str
         Phase names used in feature names.
-    channel_mean_, channel_std_ : ndarray of shape (n_phases,)
-        Per-phase z-score statistics of the training crops.
+    channel_mean_, channel_std_ : ndarray of shape (n_features_in_,)
+        Per-channel z-score statistics of the training crops.
     device_ : str
         Device the network lives on.
     net_ : skorch.NeuralNetClassifier
@@ -159,6 +188,16 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     (8, 2)
     >>> cnn.grad_cam(X[:2]).shape
     (2, 3, 32, 32)
+
+    2.5D crops: three phases of three slices each, one FF branch per phase.
+
+    >>> X3 = rng.normal(size=(8, 9, 32, 32)).astype(np.float32)
+    >>> cnn3 = SkorchCNNFeaturizer(
+    ...     n_components=2, n_phases=3, max_epochs=1, batch_size=4, random_state=0)
+    >>> cnn3.fit_transform(X3, y).shape
+    (8, 6)
+    >>> cnn3.grad_cam(X3[:2]).shape
+    (2, 3, 32, 32)
     """
 
     _parameter_constraints: dict = {
@@ -176,6 +215,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         "augment": ["boolean"],
         "crop_scale": [Interval(Real, 0, 1, closed="right")],
         "phases": [list, tuple, None],
+        "n_phases": [Interval(Integral, 1, None, closed="left"), None],
+        "input_size": [Interval(Integral, _MIN_SIDE, None, closed="left"), None],
         "device": [str, torch.device],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -198,6 +239,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         augment=True,
         crop_scale=0.875,
         phases=None,
+        n_phases=None,
+        input_size=None,
         device="auto",
         verbose=0,
         random_state=None,
@@ -216,6 +259,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.augment = augment
         self.crop_scale = crop_scale
         self.phases = phases
+        self.n_phases = n_phases
+        self.input_size = input_size
         self.device = device
         self.verbose = verbose
         self.random_state = random_state
@@ -225,14 +270,26 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _check_crops(self, X):
         if X.ndim != 4:
             raise ValueError(
-                "Expected crops of shape (n_samples, n_phases, height, width), got an array of "
+                "Expected crops of shape (n_samples, n_channels, height, width), got an array of "
                 f"shape {X.shape}."
             )
-        if min(X.shape[2:]) < _MIN_SIDE:
+        _, resized = input_rule(self.backbone, self.input_size)
+        if not resized and min(X.shape[2:]) < _MIN_SIDE:
             raise ValueError(
                 f"Crops of {X.shape[2]}x{X.shape[3]} pixels are too small for the backbones, "
-                f"which downsample by 32: use at least {_MIN_SIDE}x{_MIN_SIDE}."
+                f"which downsample by 32: use at least {_MIN_SIDE}x{_MIN_SIDE}, or an input_size "
+                "that the network resizes them to."
             )
+
+    def _split_phases(self, n_channels):
+        """``(n_phases, channels_per_phase)`` of crops with ``n_channels`` channels."""
+        n_phases = n_channels if self.n_phases is None else self.n_phases
+        if n_channels % n_phases:
+            raise ValueError(
+                f"X has {n_channels} channels, which n_phases={n_phases} does not divide: 2.5D "
+                "crops hold the same number of slices (2k + 1) for every phase, phase after phase."
+            )
+        return n_phases, n_channels // n_phases
 
     def _phase_names(self, n_phases):
         if self.phases is None:
@@ -241,8 +298,9 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
             return tuple(f"phase{i}" for i in range(n_phases))
         names = tuple(self.phases)
         if len(names) != n_phases or len(set(names)) != n_phases:
+            hint = "" if self.n_phases is not None else " (pass n_phases for 2.5D crops)"
             raise ValueError(
-                f"phases={self.phases!r} must name each of the {n_phases} phases of X once."
+                f"phases={self.phases!r} must name each of the {n_phases} phases of X once{hint}."
             )
         return names
 
@@ -277,7 +335,9 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         return CNNNet(
             FeatureFusionNet if self.mode == "ff" else MultiChannelNet,
             module__backbone=self.backbone,
-            module__n_phases=len(self.channel_mean_),
+            module__n_phases=self.n_phases_,
+            module__channels_per_phase=self.channels_per_phase_,
+            module__input_size=self.input_size,
             module__n_classes=n_classes,
             module__weights=self.weights,
             module__channel_mean=self.channel_mean_.tolist(),
@@ -319,8 +379,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
                     f"weights={self.weights!r}: no such file. Expected None, 'imagenet', or the "
                     "path of a state dict."
                 )
-        n_phases = X.shape[1]
-        self.phases_ = self._phase_names(n_phases)
+        self.n_phases_, self.channels_per_phase_ = self._split_phases(X.shape[1])
+        self.phases_ = self._phase_names(self.n_phases_)
         self.device_ = resolve_device(self.device)
         self.channel_mean_ = X.mean(axis=(0, 2, 3), dtype=np.float64)
         std = X.std(axis=(0, 2, 3), dtype=np.float64)
@@ -339,7 +399,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
             net.fit(X, y_encoded.astype(np.int64))
         net.optimizer_.zero_grad(set_to_none=True)  # free the last step's gradients
         self.net_ = net
-        self.branch_width_ = BACKBONES[self.backbone]
+        self.branch_width_ = net.module_.branch_width
         features = None
         self.pca_ = None
         if self.n_components is not None:
@@ -377,7 +437,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_phases, height, width)
+        X : array-like of shape (n_samples, n_channels, height, width)
             Crops, e.g. from :class:`LargestSliceCropper`; converted to float32.
         y : array-like of shape (n_samples,)
             Class labels (at least two classes).
@@ -396,7 +456,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_phases, height, width)
+        X : array-like of shape (n_samples, n_channels, height, width)
             Crops.
         y : array-like of shape (n_samples,)
             Class labels (required).
@@ -424,7 +484,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_phases, height, width)
+        X : array-like of shape (n_samples, n_channels, height, width)
             Crops.
 
         Returns
@@ -441,7 +501,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_phases, height, width)
+        X : array-like of shape (n_samples, n_channels, height, width)
             Crops.
 
         Returns
@@ -457,7 +517,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_phases, height, width)
+        X : array-like of shape (n_samples, n_channels, height, width)
             Crops.
 
         Returns
@@ -475,7 +535,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_phases, height, width)
+        X : array-like of shape (n_samples, n_channels, height, width)
             Crops.
         target : class label, default=None
             Class explained; ``None`` explains each sample's predicted class.
@@ -506,7 +566,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if input_features is not None and len(input_features) != self.n_features_in_:
             raise ValueError(
-                f"input_features should have {self.n_features_in_} entries (one per phase), got "
+                f"input_features should have {self.n_features_in_} entries (one per channel), got "
                 f"{len(input_features)}."
             )
         branches = self.phases_ if self.mode == "ff" else ("mc",)
@@ -525,6 +585,11 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         return tags
 
     def __setstate__(self, state):
+        # Featurizers pickled before 2.5D crops and resizing: one channel per phase, no resizing.
+        state.setdefault("n_phases", None)
+        state.setdefault("input_size", None)
+        if "phases_" in state and "n_phases_" not in state:
+            state["n_phases_"], state["channels_per_phase_"] = len(state["phases_"]), 1
         super().__setstate__(state)
         net = self.__dict__.get("net_")
         if net is not None:

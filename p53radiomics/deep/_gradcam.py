@@ -7,6 +7,12 @@ it averages the maps of several target layers into one, whereas feature fusion n
 branch. The hooks read the activations of each branch's last convolutional stage; their
 gradients come from :func:`torch.autograd.grad`, so no ``.grad`` of any parameter is touched.
 
+Token-based backbones get maps too. Swin's stages output maps (channels last), which torchvision
+permutes to ``(n, C, h, w)`` before pooling: that permuted output is the target. ViT's last encoder
+output feeds the class token only, so its patch tokens carry no gradient; the target is the input
+of the last encoder block's attention (its first layer norm), whose patch tokens are laid back on
+their grid (the class token dropped), as is usual for ViT Grad-CAM.
+
 Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
 Gradient-based Localization", ICCV 2017.
 """
@@ -36,17 +42,20 @@ def grad_cam(estimator, X, *, target=None):
     """Grad-CAM heatmaps of a fitted featurizer at crop resolution.
 
     For each sample and branch, the activations ``A`` of the branch's last convolutional stage
-    (``layer4`` of a ResNet, ``features`` of DenseNet121) are weighted by the spatial mean of the
-    gradient of the target class's logit, summed over channels and rectified:
-    ``relu(sum_k mean_ij(d score / d A_kij) * A_k)``; the map is resized bilinearly to the crop
-    size and divided by its maximum.
+    (``layer4`` of a ResNet, ResNeXt or Wide ResNet; ``features`` of DenseNet, EfficientNet,
+    MobileNet, ConvNeXt, VGG and AlexNet; ``trunk_output`` of RegNet; ``layers`` of MnasNet;
+    ``conv5`` of ShuffleNet; the last block of MaxViT, GoogLeNet and Inception V3; Swin's output
+    permuted to ``(n, C, h, w)``; for ViT the patch tokens entering the last encoder block, on
+    their grid) are weighted by the spatial mean of the gradient of the target class's logit,
+    summed over channels and rectified: ``relu(sum_k mean_ij(d score / d A_kij) * A_k)``; the map
+    is resized bilinearly to the crop size and divided by its maximum.
 
     Parameters
     ----------
     estimator : SkorchCNNFeaturizer
         Fitted.
-    X : array-like of shape (n_samples, n_phases, height, width)
-        Crops, as given to ``fit``.
+    X : array-like of shape (n_samples, n_channels, height, width)
+        Crops, as given to ``fit`` (one channel per phase, or 2.5D crops with several).
     target : class label, default=None
         Class whose logit is explained; ``None`` explains each sample's predicted class.
 
@@ -54,8 +63,9 @@ def grad_cam(estimator, X, *, target=None):
     -------
     heatmaps : ndarray of shape (n_samples, n_maps, height, width), dtype float32
         Values in ``[0, 1]`` (1 at each map's maximum, all zeros where no location raises the
-        score). ``n_maps`` is ``n_phases`` in feature fusion (one map per phase, in phase order)
-        and 1 in multi-channel fusion (the joint map).
+        score). ``n_maps`` is the number of phases in feature fusion (one map per phase, in phase
+        order, whatever the number of slices per phase) and 1 in multi-channel fusion (the joint
+        map).
     """
     X = estimator._validated(X)  # fitted, same shape and dtype as in fit
     net = estimator.net_
@@ -84,6 +94,7 @@ def grad_cam(estimator, X, *, target=None):
                 with torch.no_grad():
                     batch = []
                     for act, grad in zip(activations, grads, strict=True):
+                        act, grad = module.cam_grid(act), module.cam_grid(grad)
                         weights = grad.float().mean(dim=(2, 3), keepdim=True)
                         cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))
                         batch.append(

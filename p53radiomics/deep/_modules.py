@@ -1,20 +1,29 @@
 """Torch modules of the CNN model: per-channel z-score, augmentation, and the two fusion modes.
 
-Both networks take raw crops ``(n, n_phases, H, W)`` and hold everything that is applied to them
-(z-score with statistics fitted on the training crops, augmentation in training mode only), so a
-fitted network, Grad-CAM and a pickled featurizer all see the same inputs.
+Both networks take raw crops ``(n, n_phases * channels_per_phase, H, W)`` (one channel per phase,
+or, for 2.5D crops, the ``2k + 1`` slices around each phase's largest slice, phase after phase) and
+hold everything that is applied to them (z-score with statistics fitted on the training crops,
+augmentation in training mode only, resizing to the size the backbone needs), so a fitted network,
+Grad-CAM and a pickled featurizer all see the same inputs.
 
-- :class:`MultiChannelNet` (MC, early fusion): the phases stacked as channels into one backbone.
-- :class:`FeatureFusionNet` (FF, feature fusion): one backbone per phase; their penultimate
-  features are concatenated and one linear head on the concatenation trains the branches end to
-  end.
+- :class:`MultiChannelNet` (MC, early fusion): all channels stacked into one backbone.
+- :class:`FeatureFusionNet` (FF, feature fusion): one backbone per phase, taking that phase's
+  channels; their penultimate features are concatenated and one linear head on the concatenation
+  trains the branches end to end.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._backbones import BACKBONES, build_backbone, load_backbone_state_dict, target_layer_name
+from ._backbones import (
+    BACKBONES,
+    build_backbone,
+    cam_grid,
+    input_rule,
+    load_backbone_state_dict,
+    target_layer,
+)
 
 __all__ = ["FeatureFusionNet", "MultiChannelNet", "RandomCropFlip", "Standardize"]
 
@@ -84,6 +93,12 @@ class RandomCropFlip(nn.Module):
 class _PhaseNet(nn.Module):
     """Shared body of the two fusion networks; subclasses define how phases reach branches."""
 
+    # Defaults for networks pickled before these attributes existed (one channel per phase,
+    # backbones that take the crops as they are).
+    channels_per_phase = 1
+    resize_side = 1
+    resize_exact = False
+
     def __init__(
         self,
         backbone="resnet18",
@@ -94,24 +109,29 @@ class _PhaseNet(nn.Module):
         channel_std=None,
         augment=True,
         crop_scale=0.875,
+        channels_per_phase=1,
+        input_size=None,
     ):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}.")
         self.backbone = backbone
         self.n_phases = int(n_phases)
-        self.branch_width = BACKBONES[backbone]
-        mean = [0.0] * self.n_phases if channel_mean is None else channel_mean
-        std = [1.0] * self.n_phases if channel_std is None else channel_std
+        self.channels_per_phase = int(channels_per_phase)
+        n_channels = self.n_phases * self.channels_per_phase
+        self.resize_side, self.resize_exact = input_rule(backbone, input_size)
+        mean = [0.0] * n_channels if channel_mean is None else channel_mean
+        std = [1.0] * n_channels if channel_std is None else channel_std
         self.standardize = Standardize(mean, std)
         self.augment = RandomCropFlip(crop_scale) if augment else nn.Identity()
         # Set by the skorch net on CUDA: inputs are then fed in channels-last memory format.
         self.channels_last = False
         state_dict = load_backbone_state_dict(backbone, weights)
         self.branches = nn.ModuleList(
-            build_backbone(backbone, self._branch_channels(), state_dict)
+            build_backbone(backbone, self._branch_channels(), state_dict, input_size=input_size)
             for _ in range(self._n_branches())
         )
+        self.branch_width = BACKBONES[backbone]
         self.head = nn.Linear(self.branch_width * len(self.branches), int(n_classes))
 
     def _n_branches(self):
@@ -124,14 +144,27 @@ class _PhaseNet(nn.Module):
         """Split a standardised batch into the inputs of the branches."""
         raise NotImplementedError
 
+    def _resize(self, x):
+        """Resize a batch to the side the backbone needs (bilinear, antialiased), if it must."""
+        h, w = x.shape[-2:]
+        side = self.resize_side
+        size = (side, side) if self.resize_exact else (max(h, side), max(w, side))
+        if (h, w) == size:
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
     def target_layers(self):
         """The layer of each branch whose activations Grad-CAM weighs, in branch order."""
-        name = target_layer_name(self.backbone)
-        return [branch.get_submodule(name) for branch in self.branches]
+        return [target_layer(branch, self.backbone) for branch in self.branches]
+
+    def cam_grid(self, activation):
+        """A target layer's output (or its gradient) as a ``(n, C, h, w)`` map (ViT tokens laid
+        back on their grid; the maps of convolutional stages as they are)."""
+        return cam_grid(self.branches[0], self.backbone, activation)
 
     def features(self, x):
         """Penultimate features of each branch: a list of ``(n, branch_width)`` tensors."""
-        x = self.augment(self.standardize(x))
+        x = self._resize(self.augment(self.standardize(x)))
         out = []
         for branch, xi in zip(self.branches, self._split(x), strict=True):
             if self.channels_last and xi.is_cuda:
@@ -140,36 +173,43 @@ class _PhaseNet(nn.Module):
         return out
 
     def forward(self, x):
-        """Class logits ``(n, n_classes)`` of raw crops ``(n, n_phases, H, W)``."""
+        """Class logits ``(n, n_classes)`` of raw crops ``(n, n_phases * channels_per_phase, H, W)``."""
         return self.head(torch.cat(self.features(x), dim=1))
 
 
 class MultiChannelNet(_PhaseNet):
-    """MC fusion: the phases stacked as the channels of one backbone (early, pixel-level fusion).
+    """MC fusion: all channels stacked into one backbone (early, pixel-level fusion).
 
     Parameters
     ----------
     backbone : str, default="resnet18"
         A key of :data:`~p53radiomics.deep.BACKBONES`.
     n_phases : int, default=3
-        Input channels; the first convolution is adapted when it is not 3.
+        Number of phases.
     n_classes : int, default=2
         Outputs of the linear head.
     weights : None, "imagenet" or path, default=None
         See :func:`~p53radiomics.deep._backbones.load_backbone_state_dict`.
     channel_mean, channel_std : sequence of float, default=None
-        Per-phase z-score statistics (``None``: 0 and 1).
+        Per-channel z-score statistics (``None``: 0 and 1).
     augment : bool, default=True
         Random crop and flips in training mode.
     crop_scale : float, default=0.875
         See :class:`RandomCropFlip`.
+    channels_per_phase : int, default=1
+        Channels of each phase (``2k + 1`` slices for 2.5D crops). The input has
+        ``n_phases * channels_per_phase`` channels, phase after phase; the first convolution is
+        adapted when that is not 3.
+    input_size : int, default=None
+        Side the crops are resized to before the backbone; ``None``: the backbone's own need
+        (see :func:`~p53radiomics.deep._backbones.input_rule`).
     """
 
     def _n_branches(self):
         return 1
 
     def _branch_channels(self):
-        return self.n_phases
+        return self.n_phases * self.channels_per_phase
 
     def _split(self, x):
         return [x]
@@ -178,15 +218,17 @@ class MultiChannelNet(_PhaseNet):
 class FeatureFusionNet(_PhaseNet):
     """FF fusion: one backbone per phase, penultimate features concatenated, one linear head.
 
-    Parameters are those of :class:`MultiChannelNet`; each branch sees one phase as a single
-    channel (its first convolution summed over RGB when weights are loaded).
+    Parameters are those of :class:`MultiChannelNet`; each branch sees the ``channels_per_phase``
+    channels of its phase (one channel: the first convolution summed over RGB when weights are
+    loaded).
     """
 
     def _n_branches(self):
         return self.n_phases
 
     def _branch_channels(self):
-        return 1
+        return self.channels_per_phase
 
     def _split(self, x):
-        return [x[:, i : i + 1] for i in range(self.n_phases)]
+        c = self.channels_per_phase
+        return [x[:, i * c : (i + 1) * c] for i in range(self.n_phases)]

@@ -5,29 +5,51 @@ import numpy as np
 __all__ = ["GradCAMDisplay"]
 
 
-def _check_arrays(crops, heatmaps, phase_names):
+def _n_phases(crops, heatmaps, phase_names, n_phases):
+    """The number of phases: given, else one per heatmap where there are several, else one per
+    phase name, else one per channel of the crops."""
+    if n_phases is not None:
+        return int(n_phases)
+    if heatmaps.ndim == 3 and len(heatmaps) > 1:
+        return len(heatmaps)
+    if phase_names is not None:
+        return len(phase_names)
+    return len(crops)
+
+
+def _check_arrays(crops, heatmaps, phase_names, n_phases=None):
+    """The centre slice of each phase, the heatmaps broadcast to them, and the panel titles."""
     crops = np.asarray(crops, dtype=np.float64)
     heatmaps = np.asarray(heatmaps, dtype=np.float64)
     if crops.ndim != 3:
-        raise ValueError(f"crops must have shape (n_phases, H, W); got shape {crops.shape}")
-    if heatmaps.shape == crops.shape[1:]:
+        raise ValueError(
+            f"crops must have shape (n_phases, H, W) or, for 2.5D crops, (n_phases * n_slices, "
+            f"H, W); got shape {crops.shape}"
+        )
+    n = _n_phases(crops, heatmaps, phase_names, n_phases)
+    if n < 1 or len(crops) % n:
+        raise ValueError(
+            f"{len(crops)} crop channels cannot be split into {n} phases of equal numbers of slices"
+        )
+    depth = len(crops) // n
+    # 2.5D crops: each phase's slices in a row, phase after phase; its centre slice is shown.
+    crops = crops.reshape(n, depth, *crops.shape[1:])[:, depth // 2]
+    if heatmaps.shape == crops.shape[1:] or heatmaps.shape == (1, *crops.shape[1:]):
         # one map for all phases (the multi-channel CNN looks at the stacked phases at once)
-        heatmaps = np.broadcast_to(heatmaps, crops.shape)
+        heatmaps = np.broadcast_to(heatmaps.reshape(crops.shape[1:]), crops.shape)
     if heatmaps.shape != crops.shape:
         raise ValueError(
-            f"heatmaps must have the crops' shape {crops.shape} (or {crops.shape[1:]} for one map "
-            f"shared by all phases); got {heatmaps.shape}"
+            f"heatmaps must have the crops' shape {crops.shape}, one map per phase (or "
+            f"{crops.shape[1:]} for one map shared by all phases); got {heatmaps.shape}"
         )
     for what, array in (("crops", crops), ("heatmaps", heatmaps)):
         if not np.isfinite(array).all():
             raise ValueError(f"{what} hold a missing or infinite value")
     if phase_names is None:
-        phase_names = (
-            ("AP", "PVP", "DP") if len(crops) == 3 else [f"phase {i}" for i in range(len(crops))]
-        )
+        phase_names = ("AP", "PVP", "DP") if n == 3 else [f"phase {i}" for i in range(n)]
     phase_names = [str(p) for p in phase_names]
-    if len(phase_names) != len(crops):
-        raise ValueError(f"{len(phase_names)} phase names for {len(crops)} phases")
+    if len(phase_names) != n:
+        raise ValueError(f"{len(phase_names)} phase names for {n} phases")
     return crops, heatmaps, phase_names
 
 
@@ -41,18 +63,24 @@ class GradCAMDisplay:
 
     The CNN that computes the heatmaps is not needed here: give the crops (as the cropper
     produces them) and the heatmaps, already resized to the crops. Use :meth:`from_arrays`.
+    For 2.5D crops (several slices per phase, phase after phase), each panel shows the centre
+    slice of its phase, the largest-ROI slice.
 
     Parameters
     ----------
-    crops : array-like of shape (n_phases, H, W)
-        The patient's image crops, one per phase.
-    heatmaps : array-like of shape (n_phases, H, W) or (H, W)
-        Grad-CAM maps over the crops; one (H, W) map is shared by all phases (as a
+    crops : array-like of shape (n_phases, H, W) or (n_phases * n_slices, H, W)
+        The patient's image crops: one per phase, or, for 2.5D crops, the ``n_slices`` slices of
+        each phase in a row, phase after phase.
+    heatmaps : array-like of shape (n_phases, H, W), (1, H, W) or (H, W)
+        Grad-CAM maps over the crops, one per phase; one map is shared by all phases (as a
         multi-channel CNN gives).
     phase_names : sequence of str, default=None
         Panel titles; ``("AP", "PVP", "DP")`` for three phases.
     title : str, default=None
         Title of the figure, e.g. the patient id and the predicted probability.
+    n_phases : int, default=None
+        Number of phases in ``crops``; ``None``: the number of ``heatmaps`` if there are several,
+        else of ``phase_names`` if given, else one phase per channel of ``crops``.
 
     Attributes
     ----------
@@ -91,11 +119,12 @@ class GradCAMDisplay:
     3
     """
 
-    def __init__(self, *, crops, heatmaps, phase_names=None, title=None):
+    def __init__(self, *, crops, heatmaps, phase_names=None, title=None, n_phases=None):
         self.crops = crops
         self.heatmaps = heatmaps
         self.phase_names = phase_names
         self.title = title
+        self.n_phases = n_phases
 
     def plot(self, ax=None, *, alpha=0.4, cmap="jet", normalize=True, colorbar=True):
         """Draw the panels.
@@ -121,7 +150,9 @@ class GradCAMDisplay:
         """
         import matplotlib.pyplot as plt
 
-        crops, heatmaps, names = _check_arrays(self.crops, self.heatmaps, self.phase_names)
+        crops, heatmaps, names = _check_arrays(
+            self.crops, self.heatmaps, self.phase_names, self.n_phases
+        )
         if ax is None:
             self.figure_, axes = plt.subplots(
                 1, len(crops), figsize=(3 * len(crops), 3.3), squeeze=False
@@ -160,19 +191,33 @@ class GradCAMDisplay:
         return self
 
     @classmethod
-    def from_arrays(cls, crops, heatmaps, *, phase_names=None, title=None, ax=None, **plot_kwargs):
+    def from_arrays(
+        cls,
+        crops,
+        heatmaps,
+        *,
+        phase_names=None,
+        title=None,
+        n_phases=None,
+        ax=None,
+        **plot_kwargs,
+    ):
         """Draw Grad-CAM heatmaps over a patient's phase crops.
 
         Parameters
         ----------
-        crops : array-like of shape (n_phases, H, W)
-            The patient's image crops, one per phase.
-        heatmaps : array-like of shape (n_phases, H, W) or (H, W)
+        crops : array-like of shape (n_phases, H, W) or (n_phases * n_slices, H, W)
+            The patient's image crops, one per phase, or 2.5D crops (each phase's slices in a
+            row, phase after phase), of which each phase's centre slice is shown.
+        heatmaps : array-like of shape (n_phases, H, W), (1, H, W) or (H, W)
             Grad-CAM maps over the crops, or one map shared by all phases.
         phase_names : sequence of str, default=None
             Panel titles; ``("AP", "PVP", "DP")`` for three phases.
         title : str, default=None
             Title of the figure.
+        n_phases : int, default=None
+            Number of phases in ``crops``; ``None``: the number of ``heatmaps`` if there are
+            several, else of ``phase_names`` if given, else one per channel of ``crops``.
         ax : sequence of matplotlib Axes, default=None
             One axes per phase; a new figure when ``None``.
         **plot_kwargs : dict
@@ -197,7 +242,21 @@ class GradCAMDisplay:
         ...     crops, np.ones((2, 32, 32)), phase_names=["AP", "DP"], colorbar=False)
         >>> display.colorbar_ is None, display.overlays_[0].get_array().max()
         (True, np.float64(0.0))
+
+        2.5D crops of two phases, three slices each: the centre slices (channels 1 and 4).
+
+        >>> crops = np.arange(6.0)[:, None, None] * np.ones((6, 8, 8))
+        >>> display = GradCAMDisplay.from_arrays(
+        ...     crops, np.ones((2, 8, 8)), normalize=False, colorbar=False)
+        >>> [float(image.get_array()[0, 0]) for image in display.images_]
+        [1.0, 4.0]
         """
-        _check_arrays(crops, heatmaps, phase_names)
-        display = cls(crops=crops, heatmaps=heatmaps, phase_names=phase_names, title=title)
+        _check_arrays(crops, heatmaps, phase_names, n_phases)
+        display = cls(
+            crops=crops,
+            heatmaps=heatmaps,
+            phase_names=phase_names,
+            title=title,
+            n_phases=n_phases,
+        )
         return display.plot(ax=ax, **plot_kwargs)

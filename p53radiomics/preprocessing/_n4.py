@@ -10,13 +10,13 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..cache import CaseCache, fingerprint
 from ..exceptions import CohortError, SkippedCaseWarning
 from ..io import DEFAULT_PHASES, _sitk_reason, load_case, phase_columns, read_image
+from ..utils._parallel import parallel_map
 from ..utils._sitk import one_sitk_thread
 from ._base import Interval, StrOptions, _StatelessCohortTransformer
 
@@ -84,13 +84,17 @@ class N4Resampler(_StatelessCohortTransformer):
         Folder of a per-case cache (:class:`p53radiomics.cache.CaseCache`, namespace
         ``"N4Resampler"``). When set, the output cells are paths to NRRD files in it, and a case
         already preprocessed with the same settings (same file contents, whatever their path) is
-        read back instead of computed. Several processes may share the folder. ``None`` keeps the
-        output in memory as :class:`SimpleITK.Image` cells.
+        read back instead of computed. Several processes may share the folder. The output paths are
+        absolute; with a cluster the folder must be on a filesystem every worker reaches by the same
+        path. ``None`` keeps the output in memory as :class:`SimpleITK.Image` cells.
     n_jobs : int or None, default=None
-        Cases processed in parallel (joblib, loky backend); ``None`` means 1, ``-1`` all cores.
-        SimpleITK runs on one thread while it processes a case, whatever `n_jobs`: processes scale
-        better than its threads, and the output then does not depend on `n_jobs` (multi-threaded
-        filters sum in an order that depends on the number of threads).
+        (Patient, phase) pairs processed in parallel, through joblib (loky processes by default).
+        ``None`` means 1 unless in a :func:`joblib.parallel_config` context; ``-1`` uses every core.
+        In a ``parallel_config(backend="dask")`` context the cases run on the ``dask.distributed``
+        cluster's workers (see the user guide's page on scaling out). SimpleITK runs on one thread
+        while it processes a case, whatever `n_jobs`: processes scale better than its threads, and
+        the output then does not depend on `n_jobs` or the backend (multi-threaded filters sum in
+        an order that depends on the number of threads).
     on_error : {"raise", "skip"}, default="raise"
         ``"raise"``: the first bad case raises :class:`~p53radiomics.exceptions.CohortError` naming
         the patient and the column. ``"skip"``: a bad case is warned (:class:`SkippedCaseWarning`),
@@ -321,7 +325,8 @@ class N4Resampler(_StatelessCohortTransformer):
         cache = (
             None
             if self.cache_dir is None
-            else CaseCache(self.cache_dir, "N4Resampler", version=_CACHE_VERSION)
+            # absolute: the workers (processes, cluster nodes) write to it and return its paths
+            else CaseCache(os.path.abspath(self.cache_dir), "N4Resampler", version=_CACHE_VERSION)
         )
         items = [_Item(pid, *pc) for pid in X.index for pc in phase_cols]
 
@@ -347,12 +352,14 @@ class N4Resampler(_StatelessCohortTransformer):
             else:
                 todo.append((item, key))
 
-        for item, out in zip(
-            (item for item, _ in todo), self._run(X, todo, settings, cache), strict=True
-        ):
-            if isinstance(out, CohortError):
-                self._fail(out)
-            results[item] = out
+        outputs = self._run(X, todo, settings, cache)
+        try:
+            for item, out in zip((item for item, _ in todo), outputs, strict=True):
+                if isinstance(out, CohortError):
+                    self._fail(out)
+                results[item] = out
+        finally:
+            outputs.close()  # after an error: the cases still queued are not run
 
         self.cache_hits_, self.cache_misses_ = hits, len(todo)
         # one record per call, whatever the verbosity: what a grid search recomputed can be counted
@@ -377,27 +384,30 @@ class N4Resampler(_StatelessCohortTransformer):
         """Yield the output of each pending (item, key), in order: a pair of images or paths, or an error."""
         if not todo:
             return
-        n_jobs = min(effective_n_jobs(self.n_jobs), len(todo))
         cache_args = (
             None if cache is None else (str(cache.directory), cache.namespace, cache.version)
         )
-        tasks = (
-            delayed(_preprocess_item)(
-                X.loc[[item.patient_id], [item.image_column, item.mask_column]],
-                item,
-                key,
-                settings,
-                cache_args,
+        outputs = parallel_map(
+            _preprocess_item,
+            [
+                (
+                    X.loc[[item.patient_id], [item.image_column, item.mask_column]],
+                    item,
+                    key,
+                    settings,
+                    cache_args,
+                )
+                for item, key in todo
+            ],
+            n_jobs=self.n_jobs,
+        )
+        try:
+            yield from tqdm(
+                outputs, total=len(todo), desc="N4Resampler", unit="image", disable=not self.verbose
             )
-            for item, key in todo
-        )
-        if n_jobs > 1:
-            outputs = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-        else:
-            outputs = (function(*args, **kwargs) for function, args, kwargs in tasks)
-        yield from tqdm(
-            outputs, total=len(todo), desc="N4Resampler", unit="image", disable=not self.verbose
-        )
+        finally:
+            if hasattr(outputs, "close"):
+                outputs.close()
 
     def _assemble(self, X, phase_cols, results):
         skipped = {}  # in the table's order; a case's first failing phase is reported
@@ -435,7 +445,7 @@ class N4Resampler(_StatelessCohortTransformer):
 
 
 # --------------------------------------------------------------------------------------------------
-# One case, one phase (runs in a joblib worker)
+# One case, one phase (runs in a joblib worker: a process, a thread or a dask worker)
 # --------------------------------------------------------------------------------------------------
 def _fingerprint(X, patient_id, column, memo):
     cell = X.at[patient_id, column]

@@ -1,4 +1,5 @@
-"""The axial slice with the largest ROI, cropped around it and resized: the CNN's input."""
+"""The axial slice with the largest ROI (and its neighbours), cropped around it and resized: the
+CNN's input."""
 
 from numbers import Integral
 
@@ -23,6 +24,15 @@ class LargestSliceCropper(_StatelessCohortTransformer):
     ``size x size`` pixels by linear interpolation (where the square reaches beyond the image, the
     edge pixels are repeated).
 
+    With ``context_slices=k`` the crops are 2.5D: the ``k`` slices below and the ``k`` above the
+    largest slice are cropped too, each through the same square (the largest slice's box), and
+    become channels: phase 0's ``2k + 1`` slices from the lowest index to the highest, then phase
+    1's, and so on. Slices are neighbours along the third voxel axis at the volume's own spacing
+    (1 mm after :class:`N4Resampler`'s default resampling). Where the largest slice lies fewer than
+    ``k`` slices from an end of the volume, the end slice is repeated (edge replication, as in
+    the in-plane direction), so every phase has ``2k + 1`` channels. Give
+    :class:`SkorchCNNFeaturizer` ``n_phases=len(phases)`` to take these crops phase by phase.
+
     Works on a raw cohort table or on the output of :class:`N4Resampler`. The step learns nothing.
 
     Parameters
@@ -33,10 +43,14 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         Pixels added to each side of the ROI's bounding box (the study's peritumoral margin).
     size : int, default=256
         Side of the output crops, in pixels.
+    context_slices : int, default=0
+        Slices ``k`` taken on each side of the largest slice; ``0`` gives the study's single
+        slice per phase.
     normalization : {"zscore"} or None, default="zscore"
-        ``"zscore"``: each crop (one patient, one phase) minus its mean, divided by its standard
-        deviation (a constant crop is only centred), as the study normalised each channel. ``None``
-        keeps the intensities of the input.
+        ``"zscore"``: each crop (one patient, one phase, all its ``2k + 1`` slices together, so
+        that their contrast is kept) minus its mean, divided by its standard deviation (a constant
+        crop is only centred), as the study normalised each channel. ``None`` keeps the
+        intensities of the input.
     verbose : int, default=0
         ``0`` silent; ``1`` or more shows a progress bar.
 
@@ -64,22 +78,37 @@ class LargestSliceCropper(_StatelessCohortTransformer):
     >>> crops = LargestSliceCropper(phases=("ap", "pvp"), margin=2, size=32).fit_transform(X)
     >>> crops.shape, crops.dtype
     ((1, 2, 32, 32), dtype('float32'))
+
+    2.5D: the largest slice (1) and one on each side (0 and 2), for each phase.
+
+    >>> cropper = LargestSliceCropper(phases=("ap", "pvp"), size=32, context_slices=1)
+    >>> cropper.fit_transform(X).shape
+    (1, 6, 32, 32)
     """
 
     _parameter_constraints = {
         "phases": ["array-like"],
         "margin": [Interval(Integral, 0, None, closed="left")],
         "size": [Interval(Integral, 1, None, closed="left")],
+        "context_slices": [Interval(Integral, 0, None, closed="left")],
         "normalization": [StrOptions({"zscore"}), None],
         "verbose": ["verbose"],
     }
 
     def __init__(
-        self, phases=DEFAULT_PHASES, *, margin=10, size=256, normalization="zscore", verbose=0
+        self,
+        phases=DEFAULT_PHASES,
+        *,
+        margin=10,
+        size=256,
+        context_slices=0,
+        normalization="zscore",
+        verbose=0,
     ):
         self.phases = phases
         self.margin = margin
         self.size = size
+        self.context_slices = context_slices
         self.normalization = normalization
         self.verbose = verbose
 
@@ -94,9 +123,12 @@ class LargestSliceCropper(_StatelessCohortTransformer):
 
         Returns
         -------
-        crops : ndarray of shape (n_patients, n_phases, size, size), dtype float32
-            ``crops[i, j]`` is phase ``phases[j]`` of patient ``X.index[i]``, rows along the image's
-            second axis (y), columns along its first (x).
+        crops : ndarray of shape (n_patients, n_phases * (2 * context_slices + 1), size, size), \
+                dtype float32
+            With ``k = context_slices``, ``crops[i, j * (2k + 1) + k + d]`` is slice ``d``
+            (``-k <= d <= k``) from the largest one of phase ``phases[j]`` of patient
+            ``X.index[i]`` (``crops[i, j]`` for ``k = 0``), rows along the image's second axis (y),
+            columns along its first (x).
 
         Raises
         ------
@@ -106,17 +138,20 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         """
         self._start_transform(X)
         phases = tuple(self.phases)
-        crops = np.empty((len(X), len(phases), self.size, self.size), dtype=np.float32)
+        depth = 2 * self.context_slices + 1
+        crops = np.empty((len(X), len(phases), depth, self.size, self.size), dtype=np.float32)
         patients = tqdm(X.index, desc="LargestSliceCropper", unit="case", disable=not self.verbose)
         for i, patient_id in enumerate(patients):
             case = load_case(X, patient_id, phases)
             for j, phase in enumerate(phases):
-                crops[i, j] = _largest_slice_crop(*case[phase], self.margin, self.size)
+                crops[i, j] = _largest_slice_crop(
+                    *case[phase], self.margin, self.size, self.context_slices
+                )
         if self.normalization == "zscore":
-            mean = crops.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
-            std = crops.std(axis=(2, 3), keepdims=True, dtype=np.float64)
+            mean = crops.mean(axis=(2, 3, 4), keepdims=True, dtype=np.float64)
+            std = crops.std(axis=(2, 3, 4), keepdims=True, dtype=np.float64)
             crops = ((crops - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
-        return crops
+        return crops.reshape(len(X), len(phases) * depth, self.size, self.size)
 
 
 def largest_slice(mask):
@@ -146,10 +181,15 @@ def largest_slice(mask):
     return int(np.argmax(areas))
 
 
-def _largest_slice_crop(image, mask, margin, size):
-    """The square crop of one phase, as a float32 ``(size, size)`` array."""
+def _largest_slice_crop(image, mask, margin, size, context=0):
+    """The square crops of one phase, as a float32 ``(2 * context + 1, size, size)`` array.
+
+    The largest slice and ``context`` slices on each side (the end slice repeated beyond the
+    volume), all through the largest slice's square.
+    """
     k = largest_slice(mask)
-    pixels = sitk.GetArrayViewFromImage(image)[k].astype(np.float32)  # (y, x)
+    volume = sitk.GetArrayViewFromImage(image)  # (z, y, x)
+    indices = np.clip(np.arange(k - context, k + context + 1), 0, volume.shape[0] - 1)
     rows, cols = np.nonzero(sitk.GetArrayViewFromImage(mask)[k])
     spacing_x, spacing_y = image.GetSpacing()[:2]
     centre_y = (rows.min() + rows.max()) / 2
@@ -163,4 +203,9 @@ def _largest_slice_crop(image, mask, margin, size):
     ys = centre_y + steps * side_mm / spacing_y
     xs = centre_x + steps * side_mm / spacing_x
     grid = np.meshgrid(ys, xs, indexing="ij")
-    return ndimage.map_coordinates(pixels, grid, order=1, mode="nearest")
+    return np.stack(
+        [
+            ndimage.map_coordinates(volume[z].astype(np.float32), grid, order=1, mode="nearest")
+            for z in indices
+        ]
+    )

@@ -7,18 +7,19 @@ constraint classes) are imported here and nowhere else in it.
 import copy
 import logging
 import os
+import threading
 import warnings
 from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..cache import CaseCache, fingerprint
 from ..exceptions import CohortError, SkippedCaseWarning
 from ..io import DEFAULT_PHASES, load_case, phase_columns, validate_cohort
+from ..utils._parallel import SharedSetting, parallel_map
 from ..utils._sitk import one_sitk_thread
 from ..utils._sklearn import StrOptions, _fit_context
 from ._params import feature_names, load_params, params_key
@@ -36,13 +37,20 @@ _CACHE_NAMESPACE = "radiomics"
 # One (patient, phase) extraction: what a worker runs
 # --------------------------------------------------------------------------------------------------
 class _Collector(logging.Handler):
-    """Keeps PyRadiomics's warnings and errors of one extraction, to explain a failure with them."""
+    """Keeps PyRadiomics's warnings and errors of one extraction, to explain a failure with them.
+
+    Only the records of the thread that made it: other extractions may run in other threads of
+    the process (a dask worker's threads, joblib's threading backend).
+    """
 
     def __init__(self):
         super().__init__(level=logging.WARNING)
         self.messages = []
+        self.thread = threading.get_ident()
 
     def emit(self, record):
+        if record.thread is not None and record.thread != self.thread:
+            return
         lines = [ln.strip() for ln in record.getMessage().strip().splitlines() if ln.strip()]
         if lines:  # a logged traceback is summed up by its last line, the exception
             self.messages.append(lines[-1])
@@ -52,18 +60,9 @@ def _block(record):
     return False
 
 
-@contextmanager
-def _radiomics_logging(verbose):
-    """PyRadiomics's logging during one extraction: quiet below ``verbose=2``, collected always.
-
-    PyRadiomics attaches a stderr handler to its ``radiomics`` logger when it is imported. Below
-    ``verbose=2`` that handler is muted and the records do not propagate to the root logger; at 2
-    its warnings show, at 3 its progress messages (INFO) too. Everything is restored afterwards.
-    """
-    import radiomics  # noqa: F401  (its import attaches the stderr handler muted below: import it first)
-
+def _set_radiomics_logging(verbose):
+    """Quiet PyRadiomics's logger for `verbose` (see :func:`_radiomics_logging`); return the undo."""
     rlogger = logging.getLogger("radiomics")
-    collector = _Collector()
     saved_level, saved_propagate = rlogger.level, rlogger.propagate
     muted = [h for h in rlogger.handlers] if verbose < 2 else []
     rlogger.setLevel(logging.INFO if verbose >= 3 else logging.WARNING)
@@ -71,15 +70,40 @@ def _radiomics_logging(verbose):
         handler.addFilter(_block)
     if verbose < 2:
         rlogger.propagate = False
-    rlogger.addHandler(collector)
-    try:
-        yield collector.messages
-    finally:
-        rlogger.removeHandler(collector)
+
+    def restore():
         for handler in muted:
             handler.removeFilter(_block)
         rlogger.setLevel(saved_level)
         rlogger.propagate = saved_propagate
+
+    return restore
+
+
+# The logger is global to the process, and several extractions may run at once in its threads.
+_RADIOMICS_LOGGING = SharedSetting(_set_radiomics_logging)
+
+
+@contextmanager
+def _radiomics_logging(verbose):
+    """PyRadiomics's logging during one extraction: quiet below ``verbose=2``, collected always.
+
+    PyRadiomics attaches a stderr handler to its ``radiomics`` logger when it is imported. Below
+    ``verbose=2`` that handler is muted and the records do not propagate to the root logger; at 2
+    its warnings show, at 3 its progress messages (INFO) too. Everything is restored afterwards,
+    when the last of the extractions running in the process's threads ends (they share the
+    settings of the first one).
+    """
+    import radiomics  # noqa: F401  (its import attaches the stderr handler muted below: import it first)
+
+    rlogger = logging.getLogger("radiomics")
+    collector = _Collector()
+    with _RADIOMICS_LOGGING.hold(verbose):
+        rlogger.addHandler(collector)
+        try:
+            yield collector.messages
+        finally:
+            rlogger.removeHandler(collector)
 
 
 _EXTRACTORS = {}
@@ -203,8 +227,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Extractions run in parallel over (patient, phase) pairs, through joblib (loky processes by
         default). ``None`` means 1 unless in a :func:`joblib.parallel_config` context; ``-1`` uses
-        every core. SimpleITK runs on one thread during an extraction, in the workers and in the
-        calling process alike, so the values do not depend on `n_jobs` or the machine.
+        every core. In a ``parallel_config(backend="dask")`` context the extractions run on the
+        ``dask.distributed`` cluster's workers (see the user guide's page on scaling out).
+        SimpleITK runs on one thread during an extraction, in the workers and in the calling
+        process alike, so the values do not depend on `n_jobs`, the backend or the machine.
     on_error : {"raise", "skip"}, default="raise"
         What a failed case does: ``"raise"`` raises :class:`~p53radiomics.CohortError` naming the
         patient and the phase (an unreadable or missing file, an empty mask, a mask of another
@@ -214,6 +240,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         0 is silent; 1 shows a progress bar over the extractions; 2 also lets PyRadiomics's warnings
         through (its own stderr handler and the root logger); 3 its progress messages too.
+    passthrough : sequence of str, default=()
+        Cohort columns copied unchanged into the output after the features, e.g. ``("scanner",)``
+        for a :class:`~p53radiomics.ComBatHarmonizer` downstream. A missing column raises
+        :class:`~p53radiomics.CohortError` naming it, in ``fit`` and ``transform``.
 
     Attributes
     ----------
@@ -285,6 +315,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         "n_jobs": [None, Integral],
         "on_error": [StrOptions({"raise", "skip"})],
         "verbose": ["verbose"],
+        "passthrough": [list, tuple],
     }
 
     def __init__(
@@ -296,6 +327,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         n_jobs=None,
         on_error="raise",
         verbose=0,
+        passthrough=(),
     ):
         self.phases = phases
         self.params = params
@@ -303,6 +335,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
+        self.passthrough = passthrough
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -322,6 +355,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         """
         load_params(self.params)
         validate_cohort(X, self.phases, check_images=False)
+        self._check_passthrough(X)
         return self
 
     def transform(self, X):
@@ -335,9 +369,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : pandas.DataFrame of shape (n_patients, n_phases * n_features)
+        features : pandas.DataFrame of shape (n_patients, n_phases * n_features + n_passthrough)
             float64 features, indexed like `X`, columns :meth:`get_feature_names_out`. NaN only in
             the (patient, phase) blocks that ``on_error="skip"`` left out (see ``skipped_``).
+            The `passthrough` columns follow, as they are in `X`.
 
         Raises
         ------
@@ -350,6 +385,7 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         columns = phase_columns(X, self.phases)
         names = feature_names(params)
         phases = [c.phase for c in columns]
+        passthrough = self._check_passthrough(X, [f"{p}_{n}" for p in phases for n in names])
 
         cache = (
             CaseCache(self.cache_dir, _CACHE_NAMESPACE, _CACHE_VERSION)
@@ -417,16 +453,41 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         columns_out = [f"{phase}_{name}" for phase in phases for name in names]
-        return pd.DataFrame(values, index=X.index.copy(), columns=columns_out)
+        features = pd.DataFrame(values, index=X.index.copy(), columns=columns_out)
+        if passthrough:
+            kept = X[passthrough].set_axis(features.index, axis=0)
+            features = pd.concat([features, kept], axis=1)
+        return features
+
+    def _check_passthrough(self, X, feature_names_out=None):
+        """The `passthrough` names as a list; raise if one is missing from `X` or is a feature name."""
+        names = self.passthrough
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(
+                f"passthrough must be a list or tuple of column names, got {names!r} "
+                "(for one column: passthrough=(name,))"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"passthrough names a column twice: {names!r}")
+        features = set(feature_names_out if feature_names_out is not None else ())
+        for name in names:
+            if X is not None and name not in X.columns:
+                raise CohortError(
+                    "passthrough column is missing from the cohort table", column=name
+                )
+            if name in features:
+                raise ValueError(f"passthrough column {name!r} has the name of a feature")
+        return list(names)
 
     def _run(self, todo, index, phases, params, names, cache, cache_params, results):
         """Extract the cases of `todo` (in parallel), check them, cache them; return the skipped ones."""
         from tqdm.auto import tqdm
 
         verbose = int(self.verbose)
-        outcomes = Parallel(n_jobs=self.n_jobs, prefer="processes", return_as="generator")(
-            delayed(_extract_phase)(case, index[row], phases[j], params, verbose)
-            for row, j, _, case in todo
+        outcomes = parallel_map(
+            _extract_phase,
+            [(case, index[row], phases[j], params, verbose) for row, j, _, case in todo],
+            n_jobs=self.n_jobs,
         )
         skipped = []
         progress = tqdm(total=len(todo), desc="radiomics", unit="case", disable=verbose < 1)
@@ -478,7 +539,8 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         -------
         feature_names_out : ndarray of str objects
             ``f"{phase}_{name}"`` for each phase, then each PyRadiomics feature name in
-            PyRadiomics's order (see :func:`~p53radiomics.radiomics.feature_names`).
+            PyRadiomics's order (see :func:`~p53radiomics.radiomics.feature_names`); then the
+            `passthrough` columns.
         """
         phases = self.phases
         if (
@@ -492,7 +554,8 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 f"phases must be a non-empty list or tuple of distinct phase names, got {phases!r}"
             )
         names = feature_names(self.params)
-        return np.asarray([f"{phase}_{name}" for phase in phases for name in names], dtype=object)
+        out = [f"{phase}_{name}" for phase in phases for name in names]
+        return np.asarray(out + self._check_passthrough(None, out), dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
