@@ -7,6 +7,7 @@ batch-free signal show what the harmoniser removes from held-out data and what i
 import contextlib
 import io
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -265,7 +266,12 @@ def _set(table, row, column, value):
         ),
         (lambda t: _set(t, "P003", "scanner", None), "P003", "scanner", "no batch value"),
         (lambda t: _set(t, "P005", "f1", "high"), "P005", "f1", "'high' is not a number"),
-        (lambda t: _set(t, "P059", "scanner", "S7"), "P059", "scanner", "single sample"),
+        (
+            lambda t: t.assign(scanner=[f"S{i}" for i in range(len(t))]),
+            "P000",
+            "scanner",
+            "every batch has a single sample",
+        ),
     ],
     ids=["missing-batch-column", "nan", "inf", "nullable-na", "nan-batch", "non-numeric", "single"],
 )
@@ -277,6 +283,32 @@ def test_bad_input_names_the_patient_and_the_column(make_bad, patient, column, m
     if patient is not None:
         assert repr(patient) in str(info.value)
     assert repr(column) in str(info.value)
+
+
+def test_a_scanner_alone_in_training_gets_the_pooled_estimates_with_a_warning():
+    table = _cohort()
+    alone = _set(table, "P059", "scanner", "S7")  # the last patient of S3 on a scanner of its own
+    with pytest.warns(UnseenBatchWarning, match=r"\['S7'\].*single sample.*'P059'"):
+        combat = ComBatHarmonizer().fit(alone)
+    assert combat.batches_.tolist() == ["S1", "S2", "S3"] and combat.pooled_batches_.tolist() == [
+        "S7"
+    ]
+    # The estimates are those of the other patients alone ...
+    reference = ComBatHarmonizer().fit(table.drop(index="P059"))
+    for name in ("grand_mean_", "var_pooled_", "gamma_star_", "delta_star_", "gamma_pooled_"):
+        np.testing.assert_allclose(getattr(combat, name), getattr(reference, name), rtol=1e-12)
+    # ... and its patient is harmonised with the pooled ones, without a second warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnseenBatchWarning)
+        out = combat.transform(alone.loc[["P059"]])
+    z = (table.loc[["P059"]].drop(columns="scanner").to_numpy() - combat.grand_mean_) / np.sqrt(
+        combat.var_pooled_
+    )
+    expected = (z - combat.gamma_pooled_) / np.sqrt(combat.delta_pooled_) * np.sqrt(
+        combat.var_pooled_
+    ) + combat.grand_mean_
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    assert ComBatHarmonizer().fit(table).pooled_batches_.size == 0
 
 
 def test_bad_input_at_transform_names_the_patient_and_the_column():

@@ -70,7 +70,10 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         Empirical-Bayes location and scale of each batch, in standardised units.
     gamma_pooled_, delta_pooled_ : ndarray of shape (n_features,)
         Their averages over the batches weighted by `batch_counts_`: the estimates applied to a
-        batch unseen in ``fit``.
+        batch unseen in ``fit`` or in `pooled_batches_`.
+    pooled_batches_ : ndarray of shape (n_pooled_batches,)
+        Batch values with a single sample in the training data: left out of the estimates and
+        harmonised with the pooled ones (empty when every batch had two samples or more).
     n_features_in_ : int
         Columns of `X` seen in ``fit``, the batch column included.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -91,9 +94,11 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
     A batch unseen in ``fit`` gets the pooled estimates `gamma_pooled_` and `delta_pooled_`, and an
     :class:`~p53radiomics.exceptions.UnseenBatchWarning` names it: its own effect is not removed,
     but its samples are put on the same footing as the others. A batch with a single training
-    sample has no variance and is refused in ``fit`` (:class:`~p53radiomics.CohortError`): merge
-    it with a similar scanner or leave it out. ComBat's priors pool the features, so at least two
-    must vary over the training data.
+    sample has no variance to estimate: ``fit`` leaves it out of the estimates, warns, and it is
+    harmonised with the pooled estimates too (`pooled_batches_`). That happens in nested
+    cross-validation when a small scanner lands alone in a training fold; a scanner that has a
+    single patient in the whole cohort is better merged with a similar one. ComBat's priors pool
+    the features, so at least two must vary over the training data.
 
     References
     ----------
@@ -174,14 +179,33 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
             levels = np.asarray(levels, dtype=object)
         codes = pd.Index(levels).get_indexer(batch)
         counts = np.bincount(codes, minlength=len(levels))
-        if (counts < 2).any():
-            row = int(np.flatnonzero(counts[codes] < 2)[0])
+        # A batch with one training sample has no variance to estimate: it is left out of the
+        # estimates and harmonised with the pooled ones, as an unseen batch is. Inside nested
+        # cross-validation a small scanner often lands alone in a training fold.
+        alone = counts < 2
+        if alone.all():
+            row = 0
             raise CohortError(
-                f"batch {batch[row]!r} has a single sample in the training data, so ComBat cannot "
-                "estimate its variance: merge it with a similar batch or leave it out",
+                "every batch has a single sample in the training data, so ComBat cannot estimate "
+                "any batch's variance: merge similar batches",
                 patient_id=ids[row],
                 column=self.batch_column,
             )
+        self.pooled_batches_ = levels[alone]
+        if alone.any():
+            first = ids[int(np.flatnonzero(alone[codes])[0])]
+            warnings.warn(
+                f"batch values {self.pooled_batches_.tolist()} of column {self.batch_column!r} "
+                f"have a single sample in the training data (e.g. patient {first!r}): too few "
+                "to estimate their effect, they are harmonised with the pooled estimates of the "
+                "other batches",
+                UnseenBatchWarning,
+                stacklevel=3,
+            )
+            keep = ~alone[codes]
+            values, batch, levels = values[keep], batch[keep], levels[~alone]
+            codes = pd.Index(levels).get_indexer(batch)
+            counts = counts[~alone]
         vary = (np.ptp(values, axis=0) > 0) & (values.var(axis=0) > 0)
         if vary.sum() < 2:
             raise ValueError(
@@ -282,12 +306,14 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         values, batch, ids, _ = self._split(X)  # first: a missing batch column is named
         validate_data(self, X, skip_check_array=True, reset=False)
-        idx = pd.Index(self.batches_).get_indexer(batch)  # -1: unseen, i.e. the pooled row below
-        if (idx < 0).any():
-            unseen = pd.unique(batch[idx < 0]).tolist()
+        idx = pd.Index(self.batches_).get_indexer(batch)  # -1: the pooled row below
+        # batches with a single training sample were warned about in fit
+        new = (idx < 0) & (pd.Index(self.pooled_batches_).get_indexer(batch) < 0)
+        if new.any():
+            unseen = pd.unique(batch[new]).tolist()
             warnings.warn(
                 f"batch values {unseen} of column {self.batch_column!r} were not seen in fit "
-                f"({int((idx < 0).sum())} samples, e.g. patient {ids[np.flatnonzero(idx < 0)[0]]!r}): "
+                f"({int(new.sum())} samples, e.g. patient {ids[np.flatnonzero(new)[0]]!r}): "
                 "harmonised with the pooled estimates of the training batches",
                 UnseenBatchWarning,
                 stacklevel=2,
