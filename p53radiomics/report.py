@@ -38,6 +38,9 @@ _SECTIONS = (
     ("table5", "Table 5. Clinical, radiomics, deep-learning and combined models",
      "AUC with DeLong 95% CI; threshold chosen on the reference cohort (Youden) and applied unchanged to the others."),
     ("delong", "DeLong tests between the combined model and each single model", "Paired, two-sided."),
+    ("harmonisation", "Patients harmonised with pooled ComBat estimates",
+     "The radiomics model's ComBat step could not remove these scanners' own effect (the scanner was not in the "
+     "training data, or had a single training patient) and applied the training scanners' pooled estimates."),
 )  # fmt: skip
 
 _DIAGNOSTIC_COLUMNS = [

@@ -299,6 +299,22 @@ def _branch_scores(fitted_pipeline, X):
     return out, Xp
 
 
+def _pooled_harmonisation(fitted_pipeline, X):
+    """Patients of X whose scanner the radiomics branch's ComBat step (if any) harmonised with its
+    pooled estimates, with the reason; ``None`` for a model without that step."""
+    radiomics = fitted_pipeline.named_steps["fusion"].named_estimators_.get("radiomics")
+    harmonizer = getattr(radiomics, "named_steps", {}).get("harmonize")
+    if harmonizer is None:
+        return None
+    scanner = X[harmonizer.batch_column]
+    pooled = ~scanner.isin(harmonizer.batches_)
+    alone = scanner.isin(harmonizer.pooled_batches_)
+    reason = np.where(
+        alone, "a single training patient on this scanner", "scanner not in the training data"
+    )
+    return pd.DataFrame({harmonizer.batch_column: scanner, "reason": reason})[pooled]
+
+
 def _delong_table(y, scores, cohort):
     from .metrics import delong_test
 
@@ -584,7 +600,9 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
     Returns
     -------
     results : dict
-        ``table5``, ``delong``, ``skipped``.
+        ``table5``, ``delong``, ``skipped``; and ``harmonisation``, the patients whose scanner
+        the model's ComBat step (``harmonize=True``) harmonised with its pooled estimates, where
+        there are any.
     """
     from .metrics import diagnostic_table
     from .report import write_report
@@ -606,6 +624,9 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
         "table5": diagnostic_table(results, threshold=thresholds),
         "delong": pd.DataFrame(_delong_table(y, scores, "External")),
     }
+    pooled = _pooled_harmonisation(model, X)
+    if pooled is not None and len(pooled):
+        tables["harmonisation"] = pooled
     figures = _study_figures(out, {"External": y}, {"External": scores}, None, None, random_state)
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv")

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import joblib
 import pandas as pd
 import pytest
 
@@ -146,6 +147,41 @@ def fitted_model(cohorts, tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     assert _listing(train) == before  # nothing written into the input folder
     return out
+
+
+def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(cohorts, tmp_path):
+    train, external = cohorts
+    model = tmp_path / "model.joblib"
+    result = _run(
+        *("fit", "--cohort", str(train / "cohort.csv"), "--label", "p53", "--out", str(model)),
+        *("--profile", "smoke", "--n-jobs", "1", "--harmonize", "--context-slices", "1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    fitted = joblib.load(model)
+    combat = fitted.named_steps["fusion"].named_estimators_["radiomics"].named_steps["harmonize"]
+    assert (
+        fitted.named_steps["fusion"]
+        .named_estimators_["deep"]
+        .named_steps["cnn"]
+        .channels_per_phase_
+        == 3
+    )
+    X_train = pd.read_csv(train / "cohort.csv")
+    X_ext = pd.read_csv(external / "cohort.csv").set_index("patient_id")
+    assert set(combat.batches_) | set(combat.pooled_batches_) == set(X_train["scanner"])
+    expected = X_ext.index[~X_ext["scanner"].isin(combat.batches_)]
+    assert len(expected)  # the test needs a scanner that training could not estimate
+    result = _run(
+        *("evaluate", "--model", str(model), "--cohort", str(external / "cohort.csv")),
+        *("--label", "p53", "--out", str(tmp_path / "eval")),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listed = pd.read_csv(tmp_path / "eval" / "harmonisation.csv", index_col=0)
+    assert listed.index.tolist() == expected.tolist()
+    assert (
+        "Patients harmonised with pooled ComBat estimates"
+        in (tmp_path / "eval" / "report.html").read_text()
+    )
 
 
 def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
