@@ -107,6 +107,13 @@ def _evaluate(args):
     print(results["table5"][columns].round(3).to_string(index=False))
     if len(results["skipped"]):
         print(f"{len(results['skipped'])} patients skipped; listed in the report", file=sys.stderr)
+    if len(results.get("harmonisation", ())):
+        print(
+            f"{len(results['harmonisation'])} patients are on scanners whose own effect the model "
+            "could not learn (not in its training data, or one patient there): ComBat harmonised "
+            "them with its pooled estimates; listed in the report",
+            file=sys.stderr,
+        )
     print(f"Wrote the external-validation report to {Path(args.out) / 'report.html'}")
     return 0
 

@@ -7,6 +7,7 @@ Used by the command line (``p53radiomics demo``, ``fit``, ``evaluate``) and call
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from .exceptions import UnseenBatchWarning
 from .io import DEFAULT_PHASES, CohortError, validate_cohort
 from .report import MODEL_NAMES, _gradcam_figures, _study_figures
 
@@ -616,7 +618,10 @@ def evaluate_model(model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise",
     else:
         validate_cohort(X, phases, y=y)
     y = np.asarray(y)
-    scores, _ = _branch_scores(model, X)
+    with warnings.catch_warnings():
+        # the patients harmonised with pooled estimates are listed in the report instead
+        warnings.simplefilter("ignore", UnseenBatchWarning)
+        scores, _ = _branch_scores(model, X)
     # the decision thresholds are the ones stored with the model, chosen on its training cohort
     thresholds = getattr(model, "p53radiomics_thresholds_", None) or "youden"
     results = {MODEL_NAMES[k]: {"External": (y, scores[k])} for k in MODEL_NAMES}
