@@ -9,6 +9,7 @@ import textwrap
 import joblib
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from p53radiomics import ComBatHarmonizer, make_paper_pipeline
@@ -139,6 +140,15 @@ def test_harmonised_radiomics_branch_fits_on_the_training_rows_only(tmp_path):
     with pytest.warns(UnseenBatchWarning, match="S9"):
         unseen = branch.predict_proba(Xp.assign(scanner="S9"))
     assert np.isfinite(unseen).all()
+    # A grid switches harmonisation off with the step and the scanner column it needed (the user
+    # guide's grid); the features are then the unharmonised ones.
+    off = clone(branch).set_params(harmonize="passthrough", extract__passthrough=())
+    off.fit(Xp.loc[train], y.loc[train])
+    assert off.named_steps["scale"].n_features_in_ == n_features
+    plain = make_radiomics_branch(
+        params=TINY_RADIOMICS, cache_dir=str(tmp_path / "cache"), cv=2, random_state=0
+    ).fit(Xp.loc[train], y.loc[train])
+    np.testing.assert_allclose(off.predict_proba(Xp), plain.predict_proba(Xp))
 
 
 def test_fit_predicts_probabilities_and_branch_scores(cohort, fitted):
