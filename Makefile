@@ -35,7 +35,7 @@ docs: $(DOCS_STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 lint: $(STAMP)
-	$(BIN)/ruff check p53radiomics tests benchmarks examples
+	$(BIN)/ruff check p53radiomics tests benchmarks examples conftest.py
 
 clean-venv:
 	rm -rf $(VENV)
