@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..exceptions import CohortError, UnseenBatchWarning
-from ..utils._sklearn import Interval, _fit_context
+from ..utils._sklearn import Interval, _check_feature_names_in, _fit_context
 
 __all__ = ["ComBatHarmonizer"]
 
@@ -388,17 +388,8 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
             The input names without the batch column.
         """
         check_is_fitted(self, "n_features_in_")
-        names = getattr(self, "feature_names_in_", None)
-        if input_features is not None:
-            input_features = np.asarray(input_features, dtype=object)
-            if len(input_features) != self.n_features_in_ or (
-                names is not None and not np.array_equal(input_features, names)
-            ):
-                raise ValueError("input_features is not equal to feature_names_in_")
-            names = input_features
-        if names is None:
-            names = np.asarray([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
-        return np.delete(np.asarray(names, dtype=object), self._batch_index)
+        names = _check_feature_names_in(self, input_features)
+        return np.delete(names, self._batch_index)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

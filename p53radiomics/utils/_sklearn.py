@@ -2,6 +2,8 @@
 
 - ``_fit_context``, ``Interval`` and ``StrOptions``: the parameter validation of scikit-learn's own
   estimators (private modules, stable since 1.2), used by every estimator here;
+- ``_check_feature_names_in``: the check of ``get_feature_names_out``'s `input_features` that
+  scikit-learn's own transformers use;
 - scikit-learn 1.8 replaced ``penalty="l1"`` of the logistic regressions by ``l1_ratio=1.0``; we support
   1.6 and newer, so the L1 logistic model is built here.
 
@@ -12,8 +14,15 @@ import sklearn
 from sklearn.base import _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names_in
 
-__all__ = ["Interval", "StrOptions", "_fit_context", "l1_logistic_regression"]
+__all__ = [
+    "Interval",
+    "StrOptions",
+    "_check_feature_names_in",
+    "_fit_context",
+    "l1_logistic_regression",
+]
 
 _SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit())
 
