@@ -10,9 +10,14 @@ The cohort table (see the user guide) is a :class:`pandas.DataFrame` with one ro
 index holding unique patient ids. For each phase ``p`` the column ``p`` holds the image and
 ``f"{p}_mask"`` the tumour ROI; where a phase has no mask column of its own, the column ``mask``
 serves all phases. Every other column is clinical.
+
+Two tolerances govern what is taken as the same geometry, each in one place:
+:data:`GEOMETRY_TOLERANCE` (a mask against its image, for every step) and
+:data:`SLICE_SPACING_TOLERANCE` (the slices of a DICOM series against an evenly spaced grid).
 """
 
 import math
+import numbers
 import os
 from collections import namedtuple
 from pathlib import Path
@@ -25,7 +30,10 @@ from .exceptions import CohortError
 
 __all__ = [
     "DEFAULT_PHASES",
+    "GEOMETRY_TOLERANCE",
+    "SLICE_SPACING_TOLERANCE",
     "PhaseColumns",
+    "binary_labels",
     "check_binary_target",
     "check_geometry",
     "load_case",
@@ -41,6 +49,22 @@ DEFAULT_PHASES = ("ap", "pvp", "dp")
 
 #: Names tried, in this order, for the id column of a cohort CSV when none is given.
 ID_COLUMN_CANDIDATES = ("patient_id", "id", "case_id", "subject_id", "patient")
+
+#: How far a mask's geometry may be from its image's and still be taken as the image's grid. Origin
+#: and spacing: a fraction of the image's smallest voxel spacing (1e-3 of a 0.8-mm voxel is 0.8 µm,
+#: far above the float rounding of file formats and converters, far below anything anatomical).
+#: Direction cosines: an absolute difference (1e-3 is about 0.06°). Sizes must be equal. It is the
+#: default ``geometry_tolerance`` of :func:`check_geometry`, :func:`load_case` and
+#: :func:`validate_cohort`; every step reads its cases through :func:`load_case`, which, once a mask
+#: passes, gives it its image's geometry exactly, so no later step (N4, resampling, cropping,
+#: PyRadiomics) applies a tolerance of its own.
+GEOMETRY_TOLERANCE = 1e-3
+
+#: How far a slice of a DICOM series may lie from its place on the evenly spaced grid that the
+#: series is read onto, as a fraction of the slice spacing; also the largest in-plane shift between
+#: slices, as a fraction of the pixel spacing. A missing slice puts the slices after it a whole
+#: spacing off; positions written with two decimals (0.005 mm rounding) stay far below it.
+SLICE_SPACING_TOLERANCE = 0.05
 
 #: Image and mask columns of one phase.
 PhaseColumns = namedtuple("PhaseColumns", ["phase", "image", "mask"])
@@ -149,19 +173,190 @@ def _sitk_reason(exc):
     return lines[-1] if lines else type(exc).__name__
 
 
-def _dicom_series_files(folder, patient_id, column):
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not ids:
+def _mm(value):
+    return f"{value:.4g}"
+
+
+def _dicom_header(file, patient_id, column):
+    """The header of one DICOM file, read without its pixels."""
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")  # GDCM listed it as DICOM: no probing of every format
+    reader.SetFileName(str(file))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
         raise CohortError(
-            f"folder {str(folder)!r} holds no DICOM series", patient_id=patient_id, column=column
-        )
-    if len(ids) > 1:
-        raise CohortError(
-            f"folder {str(folder)!r} holds {len(ids)} DICOM series; give the folder of a single series",
+            f"cannot read DICOM file {str(file)!r}: {_sitk_reason(exc)}",
             patient_id=patient_id,
             column=column,
+        ) from exc
+    return reader
+
+
+def _dicom_numbers(reader, tag, count):
+    """A multi-valued DICOM decimal-string tag as floats, or None if absent or malformed."""
+    if not reader.HasMetaDataKey(tag):
+        return None
+    try:
+        values = np.array([float(v) for v in reader.GetMetaData(tag).strip().split("\\")])
+    except ValueError:
+        return None
+    return values if values.size == count and np.all(np.isfinite(values)) else None
+
+
+def _describe_series(folder, uid, patient_id, column):
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)
+    header = _dicom_header(files[0], patient_id, column)
+    description = (
+        header.GetMetaData("0008|103e").strip() if header.HasMetaDataKey("0008|103e") else ""
+    )
+    shown = repr(description) if description else "no SeriesDescription"
+    return f"{uid} ({shown}, {len(files)} {'slice' if len(files) == 1 else 'slices'})"
+
+
+def _dicom_series(folder, patient_id, column):
+    """The files of the one DICOM series in `folder`, in slice order, and the volume's geometry.
+
+    Reads the headers only. A series whose slices are not evenly spaced along their normal
+    (ImagePositionPatient projected on the normal of ImageOrientationPatient), not stacked along
+    that normal, of different orientations or sizes, or with two slices at one position, cannot be
+    one volume: ITK would read it with a made-up slice spacing, so it is refused here, with the
+    gap named. Used by :func:`read_image` and by :func:`validate_cohort`, so both apply the same
+    rule (:data:`SLICE_SPACING_TOLERANCE`).
+    """
+    folder = str(folder)
+    where = {"patient_id": patient_id, "column": column}
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+        if len(ids) > 1:
+            described = "; ".join(_describe_series(folder, uid, **where) for uid in ids)
+            raise CohortError(
+                f"folder {folder!r} holds {len(ids)} DICOM series: {described}; "
+                "give the folder of a single series",
+                **where,
+            )
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, ids[0]) if ids else ()
+    except RuntimeError as exc:
+        raise CohortError(
+            f"cannot read the DICOM files of {folder!r}: {_sitk_reason(exc)}", **where
+        ) from exc
+    if not files:
+        raise CohortError(f"folder {folder!r} holds no DICOM series", **where)
+    headers = [_dicom_header(f, **where) for f in files]
+    first = headers[0]
+    if len(files) == 1:
+        return list(files), _GeometryInfo(
+            tuple(first.GetSize()),
+            tuple(first.GetSpacing()),
+            tuple(first.GetOrigin()),
+            tuple(first.GetDirection()),
+            first.GetNumberOfComponents(),
         )
-    return sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
+
+    def name(i):  # of a file, for the messages; `files` is put in slice order below
+        return repr(Path(files[i]).name)
+
+    positions, orientations = [], []
+    for i, header in enumerate(headers):
+        position = _dicom_numbers(header, "0020|0032", 3)
+        orientation = _dicom_numbers(header, "0020|0037", 6)
+        if position is None or orientation is None:
+            missing = "ImagePositionPatient (0020,0032)" if position is None else ""
+            missing += " and " if position is None and orientation is None else ""
+            missing += "ImageOrientationPatient (0020,0037)" if orientation is None else ""
+            raise CohortError(
+                f"DICOM file {name(i)} of {folder!r} has no valid {missing}: the positions of the "
+                f"{len(files)} slices, and so the volume's geometry, are unknown",
+                **where,
+            )
+        if tuple(header.GetSize()[:2]) != tuple(first.GetSize()[:2]) or header.GetSize()[2] != 1:
+            raise CohortError(
+                f"DICOM files {name(0)} and {name(i)} of {folder!r} have different sizes "
+                f"({_fmt(first.GetSize())} and {_fmt(header.GetSize())}): not one volume",
+                **where,
+            )
+        positions.append(position)
+        orientations.append(orientation)
+    positions, orientations = np.array(positions), np.array(orientations)
+    pixel = np.array([h.GetSpacing()[:2] for h in headers])
+    odd = np.flatnonzero(
+        (np.max(np.abs(orientations - orientations[0]), axis=1) > GEOMETRY_TOLERANCE)
+        | (np.max(np.abs(pixel - pixel[0]), axis=1) > GEOMETRY_TOLERANCE * pixel[0].min())
+    )
+    if odd.size:
+        raise CohortError(
+            f"DICOM files {name(0)} and {name(odd[0])} of {folder!r} differ in orientation or "
+            "pixel spacing (ImageOrientationPatient, PixelSpacing): the folder mixes acquisitions",
+            **where,
+        )
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    if not np.linalg.norm(normal) > 0.5:  # two unit vectors at right angles give 1
+        raise CohortError(
+            f"DICOM file {name(0)} of {folder!r}: its ImageOrientationPatient "
+            f"{_fmt(orientations[0])} is not two orthogonal unit vectors, so the slice normal and "
+            "the volume's geometry are unknown",
+            **where,
+        )
+    normal /= np.linalg.norm(normal)
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    files = [files[i] for i in order]
+    headers = [headers[i] for i in order]
+    positions, along = positions[order], along[order]
+    n = len(files)
+    gaps = np.diff(along)
+    typical = float(np.median(gaps))
+    same = np.flatnonzero(gaps <= SLICE_SPACING_TOLERANCE * typical)
+    if same.size:
+        i = int(same[0])
+        raise CohortError(
+            f"DICOM slices {i + 1} and {i + 2} of {n} in {folder!r} (files {name(i)} and "
+            f"{name(i + 1)}) lie at the same position along the slice normal "
+            f"({_mm(along[i])} mm): the series holds several images per position (time points, "
+            "echoes or repeated acquisitions); put each volume in a folder of its own",
+            **where,
+        )
+    offsets = positions - positions[0]
+    shear = np.linalg.norm(offsets - np.outer(offsets @ normal, normal), axis=1)
+    if shear.max() > SLICE_SPACING_TOLERANCE * pixel[0].min():
+        i = int(np.argmax(shear))
+        raise CohortError(
+            f"DICOM slices of {folder!r} are not stacked along their normal: slice {i + 1} of {n} "
+            f"(file {name(i)}) is shifted by {_mm(shear[i])} mm within the slice plane from slice 1 "
+            "(a tilted CT gantry or a sheared stack), which a volume cannot represent; resample "
+            "the series onto a regular grid first",
+            **where,
+        )
+    spacing = float(np.linalg.norm(positions[-1] - positions[0]) / (n - 1))
+    step = (along[-1] - along[0]) / (n - 1)
+    deviation = np.abs(along - (along[0] + step * np.arange(n)))
+    if deviation.max() > SLICE_SPACING_TOLERANCE * step:
+        uneven = np.flatnonzero(np.abs(gaps - typical) > SLICE_SPACING_TOLERANCE * typical)
+        if uneven.size and uneven.size < gaps.size:
+            said = ", ".join(
+                f"slices {i + 1} and {i + 2} (files {name(i)} and {name(i + 1)}) are "
+                f"{_mm(gaps[i])} mm apart"
+                for i in uneven[:3]
+            )
+            said += f"{', ...' if uneven.size > 3 else ''} where the others are {_mm(typical)} mm"
+        else:
+            said = f"the slice gaps range from {_mm(gaps.min())} to {_mm(gaps.max())} mm"
+        raise CohortError(
+            f"uneven DICOM slice positions in {folder!r} ({n} slices, positions along the slice "
+            f"normal from {_mm(along[0])} to {_mm(along[-1])} mm): {said}. Read as one volume, "
+            f"the series would get a made-up slice spacing of {_mm(step)} mm, with slices up to "
+            f"{_mm(deviation.max())} mm from their true place (tolerated: "
+            f"{SLICE_SPACING_TOLERANCE:.0%} of the spacing). A slice is missing or the folder "
+            "mixes acquisitions: export the complete series, or resample it onto an even grid",
+            **where,
+        )
+    return files, _GeometryInfo(
+        (*first.GetSize()[:2], n),
+        (*headers[0].GetSpacing()[:2], spacing),
+        tuple(headers[0].GetOrigin()),
+        tuple(headers[0].GetDirection()),
+        first.GetNumberOfComponents(),
+    )
 
 
 def _check_path(cell, patient_id, column):
@@ -218,8 +413,21 @@ def read_image(cell, *, patient_id=None, column=None):
     Raises
     ------
     CohortError
-        If the cell is empty, the file does not exist or cannot be read, a folder holds no or several
-        DICOM series, or the image is not a 3D scalar volume.
+        If the cell is empty, the file does not exist or cannot be read, a folder holds no DICOM
+        series or several (each named: SeriesInstanceUID, SeriesDescription, number of slices),
+        the slices of its series are not one regular volume (see Notes), or the image is not a 3D
+        scalar volume.
+
+    Notes
+    -----
+    The slices of a DICOM series are put in order by their position along the slice normal
+    (ImagePositionPatient projected on the cross product of the two ImageOrientationPatient
+    vectors), whatever the file names or InstanceNumbers. They must then make one volume: the same
+    orientation, pixel spacing and size; no two at one position; stacked along the normal; and
+    evenly spaced, each slice within :data:`SLICE_SPACING_TOLERANCE` of the slice spacing from its
+    place on an even grid. A series with a missing slice breaks the last rule and is refused with
+    the gap named, where ITK alone would read it with a made-up, averaged spacing. The same
+    function checks the headers in :func:`validate_cohort`.
 
     Examples
     --------
@@ -239,7 +447,10 @@ def read_image(cell, *, patient_id=None, column=None):
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(_dicom_series_files(path, patient_id, column))
+            reader.SetFileNames(_dicom_series(path, patient_id, column)[0])
+            # the slices are checked to lie within this fraction of the spacing of an even grid:
+            # ITK need not warn of smaller deviations (its default warns from 1e-4)
+            reader.SetSpacingWarningRelThreshold(SLICE_SPACING_TOLERANCE)
             image = reader.Execute()
         else:
             image = sitk.ReadImage(str(path))
@@ -326,7 +537,8 @@ def _geometry_of_cell(cell, patient_id, column):
         return _geometry(_check_image_kind(cell, patient_id, column))
     path = _check_path(cell, patient_id, column)
     if path.is_dir():
-        return _geometry(read_image(path, patient_id=patient_id, column=column))
+        info = _dicom_series(path, patient_id, column)[1]
+        return _geometry_of_header(info, patient_id, column)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -344,6 +556,11 @@ def _geometry_of_cell(cell, patient_id, column):
         tuple(reader.GetDirection()),
         reader.GetNumberOfComponents(),
     )
+    return _geometry_of_header(info, patient_id, column)
+
+
+def _geometry_of_header(info, patient_id, column):
+    """`info` if it describes a 3D scalar volume, else the error :func:`read_image` would give."""
     if len(info.size) != 3:
         raise CohortError(
             f"expected a 3D volume, got a {len(info.size)}D image",
@@ -359,22 +576,23 @@ def _geometry_of_cell(cell, patient_id, column):
     return info
 
 
-def check_geometry(image, mask, *, tolerance=1e-3):
+def check_geometry(image, mask, *, tolerance=GEOMETRY_TOLERANCE):
     """Describe how a mask's geometry differs from its image's, or return ``None`` when they match.
 
     Parameters
     ----------
     image, mask : SimpleITK.Image
         The two images to compare.
-    tolerance : float, default=1e-3
+    tolerance : float, default=GEOMETRY_TOLERANCE
         Allowed difference of spacing and origin, as a fraction of the image's smallest voxel
-        spacing, and of each direction cosine. Sizes must be equal.
+        spacing, and of each direction cosine (absolute). Sizes must be equal. The default,
+        :data:`GEOMETRY_TOLERANCE` (1e-3), is the one every step applies.
 
     Returns
     -------
     difference : str or None
         ``None`` when the geometries agree, else a sentence giving both values of the first attribute
-        that differs.
+        that differs, by how much, and the tolerance.
 
     Examples
     --------
@@ -386,7 +604,7 @@ def check_geometry(image, mask, *, tolerance=1e-3):
     True
     >>> b.SetSpacing((1.0, 1.0, 3.0))
     >>> check_geometry(a, b)
-    'spacing differs: image (1, 1, 1), mask (1, 1, 3)'
+    'spacing differs: image (1, 1, 1), mask (1, 1, 3) (by 2 mm; tolerated: 0.001 mm, 0.001 of the smallest voxel spacing)'
     """
     return _geometry_difference(_geometry(image), _geometry(mask), tolerance)
 
@@ -396,19 +614,28 @@ def _fmt(values):
 
 
 def _geometry_difference(a, b, tolerance):
+    """The rule of :data:`GEOMETRY_TOLERANCE`, in one place: `a` is the image, `b` the mask."""
     if a.size != b.size:
         return f"size differs: image {_fmt(a.size)}, mask {_fmt(b.size)}"
     scale = tolerance * min(a.spacing)
-    if np.max(np.abs(np.subtract(a.spacing, b.spacing))) > scale:
-        return f"spacing differs: image {_fmt(a.spacing)}, mask {_fmt(b.spacing)}"
-    if np.max(np.abs(np.subtract(a.origin, b.origin))) > scale:
-        return f"origin differs: image {_fmt(a.origin)}, mask {_fmt(b.origin)}"
-    if np.max(np.abs(np.subtract(a.direction, b.direction))) > tolerance:
-        return f"direction differs: image {_fmt(a.direction)}, mask {_fmt(b.direction)}"
+    tolerated = f"tolerated: {scale:.3g} mm, {tolerance:g} of the smallest voxel spacing"
+    for name in ("spacing", "origin"):
+        by = float(np.max(np.abs(np.subtract(getattr(a, name), getattr(b, name)))))
+        if by > scale:
+            return (
+                f"{name} differs: image {_fmt(getattr(a, name))}, mask {_fmt(getattr(b, name))} "
+                f"(by {by:.3g} mm; {tolerated})"
+            )
+    by = float(np.max(np.abs(np.subtract(a.direction, b.direction))))
+    if by > tolerance:
+        return (
+            f"direction differs: image {_fmt(a.direction)}, mask {_fmt(b.direction)} "
+            f"(a cosine by {by:.3g}; tolerated: {tolerance:g})"
+        )
     return None
 
 
-def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=1e-3):
+def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=GEOMETRY_TOLERANCE):
     """Read and check the images and masks of one patient.
 
     Parameters
@@ -419,14 +646,17 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=1e-3):
         Index value of the row to read.
     phases : sequence of str, default=("ap", "pvp", "dp")
         Phases to read.
-    geometry_tolerance : float, default=1e-3
+    geometry_tolerance : float, default=GEOMETRY_TOLERANCE
         See :func:`check_geometry`.
 
     Returns
     -------
     case : dict
         ``{phase: (image, mask)}``, the image as read (see :func:`read_image`) and the mask as a
-        binary ``sitkUInt8`` image (see :func:`read_mask`).
+        binary ``sitkUInt8`` image (see :func:`read_mask`) carrying its image's geometry exactly:
+        once the two agree within `geometry_tolerance`, the mask is taken to lie on the image's
+        grid, so that no later step (SimpleITK's filters, PyRadiomics) applies a tolerance of its
+        own and every step accepts the same pairs.
 
     Raises
     ------
@@ -446,6 +676,10 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=1e-3):
     >>> case = load_case(X, "P1", phases=("ap",))
     >>> sorted(case)
     ['ap']
+    >>> shifted = sitk.Image(mask)
+    >>> shifted.SetOrigin((1e-5, 0.0, 0.0))  # float rounding of another writer: within the tolerance
+    >>> load_case(X.assign(mask=[shifted]), "P1", phases=("ap",))["ap"][1].GetOrigin()
+    (0.0, 0.0, 0.0)
     """
     columns = phase_columns(X, phases)
     row = X.loc[patient_id]
@@ -460,6 +694,7 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=1e-3):
                 patient_id=patient_id,
                 column=mask_col,
             )
+        mask.CopyInformation(image)  # a new image (read_mask's): the input is untouched
         case[phase] = (image, mask)
     return case
 
@@ -493,45 +728,56 @@ def read_cohort_csv(path, *, id_column=None, phases=DEFAULT_PHASES, label=None):
     Returns
     -------
     X : pandas.DataFrame
-        The cohort table, indexed by patient id (as strings), image paths absolute.
+        The cohort table, indexed by patient id, image paths absolute.
     y : pandas.Series
-        Only when `label` is given: the label column, indexed like `X`.
+        Only when `label` is given: the label column as read (named after it), indexed like `X`.
+        Labels other than 0/1 or booleans need a positive class downstream (see
+        :func:`binary_labels`).
 
     Raises
     ------
     CohortError
         If the id column is missing or holds empty or repeated ids, or `label` is not a column.
 
+    Notes
+    -----
+    Patient ids are text, kept exactly as written: ``0007`` stays ``"0007"`` (not the number 7),
+    in the index and so in every output and error. The image and mask columns are read as text
+    too (a DICOM folder may be called ``0007``). Every other column is parsed as pandas does, so
+    clinical values stay numeric. An id that pandas reads as missing (an empty cell, ``NA``,
+    ``NaN``...) is refused.
+
     Examples
     --------
     >>> import tempfile, pathlib
     >>> from p53radiomics.io import read_cohort_csv
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (folder / "cohort.csv").write_text("patient_id,ap,mask,ltd,p53\\nP1,img/P1_ap.nii.gz,img/P1_mask.nii.gz,35.0,1\\n")
+    >>> _ = (folder / "cohort.csv").write_text("patient_id,ap,mask,ltd,p53\\n0007,img/0007_ap.nii.gz,img/0007_mask.nii.gz,35.0,1\\n")
     >>> X, y = read_cohort_csv(folder / "cohort.csv", phases=("ap",), label="p53")
-    >>> X.index.tolist(), y.tolist()
-    (['P1'], [1])
-    >>> X.loc["P1", "ap"] == str(folder.resolve() / "img" / "P1_ap.nii.gz")
+    >>> X.index.tolist(), X["ltd"].tolist(), y.tolist()
+    (['0007'], [35.0], [1])
+    >>> X.loc["0007", "ap"] == str(folder.resolve() / "img" / "0007_ap.nii.gz")
     True
     """
     path = Path(path)
     phases = _check_phases(phases)
-    table = pd.read_csv(path, dtype={id_column: str} if id_column else None)
+    columns = list(pd.read_csv(path, nrows=0).columns)  # the header only: which columns are text
     if id_column is None:
-        id_column = next((c for c in ID_COLUMN_CANDIDATES if c in table.columns), table.columns[0])
-    if id_column not in table.columns:
+        id_column = next((c for c in ID_COLUMN_CANDIDATES if c in columns), columns[0])
+    if id_column not in columns:
         raise CohortError(
-            f"no id column {id_column!r} in {str(path)!r} (columns: {list(table.columns)})",
+            f"no id column {id_column!r} in {str(path)!r} (columns: {columns})",
             column=id_column,
         )
+    text = [id_column, *(c for c in _image_like_columns(columns, phases) if c != id_column)]
+    table = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     ids = table[id_column]
-    missing = ids.isna()
+    missing = ids.isna() | (ids.str.strip() == "")
     if missing.any():
         raise CohortError(
             f"row {int(np.flatnonzero(missing)[0]) + 2} of {str(path)!r} has no patient id",
             column=id_column,
         )
-    table[id_column] = ids.astype(str)
     table = table.set_index(id_column)
     _check_unique_index(table, id_column)
     base = path.resolve().parent
@@ -589,19 +835,24 @@ def check_binary_target(y, index=None):
     ...
     p53radiomics.exceptions.CohortError: y holds a single class (1); a binary label with both classes is needed
     """
+    return _aligned_labels(y, index, column="y", located=None)
+
+
+def _aligned_labels(y, index, *, column, located):
+    """The checks of :func:`check_binary_target`; `located` is the column named by table-level errors."""
     if isinstance(y, pd.Series) and index is not None:
         if len(y) != len(index):
-            raise CohortError(f"y has {len(y)} labels for {len(index)} patients")
+            raise CohortError(f"y has {len(y)} labels for {len(index)} patients", column=located)
         if not y.index.equals(index):
             unknown = index.difference(y.index)
             if len(unknown):
                 raise CohortError(
-                    "no label for this patient in y", patient_id=unknown[0], column="y"
+                    "no label for this patient in y", patient_id=unknown[0], column=column
                 )
             y = y.loc[index]
     values = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
     if index is not None and len(values) != len(index):
-        raise CohortError(f"y has {len(values)} labels for {len(index)} patients")
+        raise CohortError(f"y has {len(values)} labels for {len(index)} patients", column=located)
     missing = values.isna().to_numpy()
     if missing.any():
         where = (
@@ -609,16 +860,113 @@ def check_binary_target(y, index=None):
             if index is not None
             else int(np.flatnonzero(missing)[0])
         )
-        raise CohortError("label is missing", patient_id=where, column="y")
+        raise CohortError("label is missing", patient_id=where, column=column)
     classes = pd.unique(values)
     if len(classes) != 2:
         shown = ", ".join(map(str, classes))
         if len(classes) == 1:
             raise CohortError(
-                f"y holds a single class ({shown}); a binary label with both classes is needed"
+                f"y holds a single class ({shown}); a binary label with both classes is needed",
+                column=located,
             )
-        raise CohortError(f"y must be binary, got {len(classes)} classes ({shown})")
+        raise CohortError(f"y must be binary, got {len(classes)} classes ({shown})", column=located)
     return values.to_numpy()
+
+
+def _is_bool(value):
+    return isinstance(value, bool | np.bool_)
+
+
+def binary_labels(y, index=None, *, pos_label=None, column=None):
+    """The labels as 0/1, 1 for the positive (P53-mutated) class, which must be named unless obvious.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_patients,)
+        Labels with two classes.
+    index : pandas.Index, default=None
+        The cohort table's index; when `y` is a Series its index must hold the same ids (as in
+        :func:`check_binary_target`).
+    pos_label : object, default=None
+        The label of the positive class. Needed unless the labels are 0/1 (integers or floats:
+        1 is positive) or booleans (``True`` is positive); ``pos_label=0`` is allowed, and makes 0
+        the positive class.
+    column : str, default=None
+        Name of the labels in errors; default: the name of `y` if it is a named Series (the label
+        column of :func:`read_cohort_csv`), else ``"y"``.
+
+    Returns
+    -------
+    labels : numpy.ndarray of int64, shape (n_patients,)
+        1 where the label is the positive class, 0 elsewhere, in the order of `index`.
+
+    Raises
+    ------
+    CohortError
+        Naming `column`: as :func:`check_binary_target` (a missing label, naming the patient;
+        another length than the table; not exactly two classes); labels that are neither 0/1 nor
+        booleans without `pos_label`, or a `pos_label` that is not one of the labels, naming the
+        labels found.
+
+    Notes
+    -----
+    With labels such as ``"mutant"``/``"wild-type"``, a scikit-learn classifier's
+    ``predict_proba(X)[:, 1]`` is the probability of the class that sorts last (``"wild-type"``):
+    the opposite of what a user means, without a word. Hence no positive class is guessed but
+    for 0/1 and booleans; this function is where the study's code turns labels into 1 =
+    P53-mutated.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from p53radiomics.io import binary_labels
+    >>> binary_labels([0, 1, 1])
+    array([0, 1, 1])
+    >>> y = pd.Series(["mutant", "wild-type", "mutant"], name="p53")
+    >>> binary_labels(y, pos_label="mutant")
+    array([1, 0, 1])
+    >>> binary_labels(y)
+    Traceback (most recent call last):
+    ...
+    p53radiomics.exceptions.CohortError: column 'p53': labels 'mutant', 'wild-type' are not 0/1 or booleans: say which one is P53-mutated (pos_label=..., or --positive on the command line)
+    >>> binary_labels(y, pos_label="mutated")
+    Traceback (most recent call last):
+    ...
+    p53radiomics.exceptions.CohortError: column 'p53': pos_label='mutated' is not one of the labels found ('mutant', 'wild-type')
+    """
+    if column is None:
+        named = isinstance(y, pd.Series) and y.name is not None
+        column = str(y.name) if named else "y"
+    values = _aligned_labels(y, index, column=column, located=column)
+    classes = [c.item() if isinstance(c, np.generic) else c for c in pd.unique(values)]
+    shown = ", ".join(repr(c) for c in sorted(classes, key=str))
+    if pos_label is None:
+        if all(_is_bool(c) for c in classes):
+            positive = np.array([bool(v) for v in values])
+        elif all(isinstance(c, numbers.Real) and not _is_bool(c) for c in classes) and {
+            float(c) for c in classes
+        } == {0.0, 1.0}:
+            positive = np.array([float(v) == 1.0 for v in values])
+        else:
+            raise CohortError(
+                f"labels {shown} are not 0/1 or booleans: say which one is P53-mutated "
+                "(pos_label=..., or --positive on the command line)",
+                column=column,
+            )
+    else:
+        if not any(_same_label(c, pos_label) for c in classes):
+            raise CohortError(
+                f"pos_label={pos_label!r} is not one of the labels found ({shown})", column=column
+            )
+        positive = np.array([_same_label(v, pos_label) for v in values])
+    return positive.astype(np.int64)
+
+
+def _same_label(value, pos_label):
+    try:
+        return bool(value == pos_label)
+    except (TypeError, ValueError):
+        return False
 
 
 def validate_cohort(
@@ -628,15 +976,19 @@ def validate_cohort(
     y=None,
     required_columns=(),
     check_images=True,
-    geometry_tolerance=1e-3,
+    geometry_tolerance=GEOMETRY_TOLERANCE,
+    pos_label=None,
 ):
     """Check a cohort table and raise on the first problem, naming the patient and the column.
 
     Checks, in order: the phases and their columns exist; patient ids are unique; each required
-    clinical column exists and holds no missing value; `y` is binary and aligned; then, patient by
-    patient, every image file exists and opens as a 3D scalar volume, every mask is non-empty and
-    holds one label, and each mask shares its image's geometry (size, spacing, origin, direction
-    within `geometry_tolerance`). Images are read from their headers only; masks are read whole.
+    clinical column exists and holds no missing value; `y` is binary, aligned, and its positive
+    class known (see :func:`binary_labels`); then, patient by patient, every image file exists and
+    opens as a 3D scalar volume (a DICOM folder: one series of evenly spaced slices, see
+    :func:`read_image`), every mask is non-empty and holds one label, and each mask shares its
+    image's geometry (size, spacing, origin, direction within `geometry_tolerance`). Images,
+    DICOM slices included, are read from their headers only; masks are read whole. The rules are
+    those every step applies when it reads a case (:func:`load_case`).
 
     Parameters
     ----------
@@ -650,8 +1002,11 @@ def validate_cohort(
         Clinical columns that must exist and hold no missing value.
     check_images : bool, default=True
         Whether to open every image and mask (set to ``False`` for the table-level checks only).
-    geometry_tolerance : float, default=1e-3
+    geometry_tolerance : float, default=GEOMETRY_TOLERANCE
         See :func:`check_geometry`.
+    pos_label : object, default=None
+        The positive class of `y`, needed unless its labels are 0/1 or booleans (see
+        :func:`binary_labels`).
 
     Returns
     -------
@@ -690,7 +1045,7 @@ def validate_cohort(
                 column=column,
             )
     if y is not None:
-        check_binary_target(y, X.index)
+        binary_labels(y, X.index, pos_label=pos_label)
     if not check_images:
         return X
     for patient_id, row in zip(X.index, X.itertuples(index=False), strict=True):

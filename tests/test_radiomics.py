@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from conftest import shared_data_dir  # noqa: E402 - tests/ is on sys.path (pytest's rootdir conftest)
 from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
+from conftest import shared_data_dir  # noqa: E402 - tests/ is on sys.path (pytest's rootdir conftest)
 from p53radiomics.exceptions import CohortError, SkippedCaseWarning
 from p53radiomics.radiomics import (
     DEFAULT_PARAMS_FILE,
@@ -426,6 +426,10 @@ _BAD_PARAMS = {
     "unknown top-level key": ({"settings": {"binCount": 32}}, r"Key 'settings' was not defined"),
     "a label other than 1": ({"setting": {"label": 2}}, r"label must be 1"),
     "shape2D in 3D": ({"featureClass": {"shape2D": None}}, r"shape2D needs setting force2D"),
+    "a geometry tolerance of its own": (  # io's GEOMETRY_TOLERANCE is the one rule
+        {"setting": {"geometryTolerance": 0.01}},
+        r"geometryTolerance must not be set: .*GEOMETRY_TOLERANCE, 0.001 of the smallest voxel",
+    ),
 }
 
 
@@ -609,6 +613,58 @@ def test_bad_input_raises_with_patient_and_column(case, tmp_path):
         RadiomicsExtractor(phases=("ap", "pvp"), params=SMALL_PARAMS).fit_transform(X)
     assert info.value.patient_id == "P001" and info.value.column == column
     assert str(info.value).startswith(f"patient 'P001', column '{column}': ")
+
+
+# A parameter set without PyRadiomics's correctMask, whose own geometry check then applies.
+_STRICT_PARAMS = {
+    "featureClass": {"firstorder": ["Mean", "Entropy"], "glcm": ["Idmn"]},
+    "setting": {"binCount": 16},
+}
+
+
+def _shifted(mask, offset):
+    shifted = sitk.Image(mask)
+    shifted.SetOrigin(tuple(o + offset for o in mask.GetOrigin()))
+    return shifted
+
+
+@pytest.mark.parametrize("params", [_STRICT_PARAMS, None], ids=["strict", "study"])
+def test_mask_within_the_geometry_tolerance_gives_the_exact_masks_features(params, tmp_path):
+    """Defect 8 of issue 13: a mask 1e-5 mm off passed validate_cohort, then PyRadiomics refused
+    it ("geometry mismatch", blaming the image column). One tolerance now: io's."""
+    from p53radiomics.io import validate_cohort
+
+    image, mask = _tumour(3, spacing=(0.8, 0.8, 3.0))
+    sitk.WriteImage(_shifted(mask, -1e-5), str(tmp_path / "mask.nii.gz"))
+    X = pd.DataFrame(
+        {"ap": [image] * 3, "mask": [mask, _shifted(mask, 1e-5), str(tmp_path / "mask.nii.gz")]},
+        index=["exact", "shifted", "file"],
+    )
+    validate_cohort(X, phases=("ap",))
+    if params is None:  # the study's whole set on one case is slow: one row is enough
+        X = X.loc[["shifted"]]
+    features = RadiomicsExtractor(phases=("ap",), params=params).fit_transform(X)
+    reference = RadiomicsExtractor(phases=("ap",), params=params).fit_transform(
+        pd.DataFrame({"ap": [image], "mask": [mask]}, index=["exact"])
+    )
+    for patient in features.index:
+        np.testing.assert_array_equal(features.loc[patient], reference.loc["exact"])
+
+
+def test_mask_beyond_the_geometry_tolerance_is_refused_alike_everywhere():
+    from p53radiomics.io import GEOMETRY_TOLERANCE, validate_cohort
+
+    image, mask = _tumour(4, spacing=(0.8, 0.8, 3.0))
+    X = pd.DataFrame(
+        {"ap": [image], "mask": [_shifted(mask, 1.5 * GEOMETRY_TOLERANCE * 0.8)]}, index=["P7"]
+    )
+    with pytest.raises(CohortError, match="origin differs") as validated:
+        validate_cohort(X, phases=("ap",))
+    with pytest.raises(CohortError) as extracted:
+        RadiomicsExtractor(phases=("ap",), params=_STRICT_PARAMS).fit_transform(X)
+    assert str(extracted.value) == str(validated.value)
+    assert (extracted.value.patient_id, extracted.value.column) == ("P7", "mask")
+    assert "tolerated: 0.0008 mm, 0.001 of the smallest voxel spacing" in str(extracted.value)
 
 
 @pytest.mark.parametrize("case", ["missing file", "several labels", "single-voxel ROI"])

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import GEOMETRY_TOLERANCE
+
 __all__ = ["DEFAULT_PARAMS_FILE", "feature_names", "load_params"]
 
 #: The study's parameter file, shipped in the package (``p53radiomics/radiomics/study.yaml``).
@@ -118,6 +120,14 @@ def _own_problems(data):
             )
         if values.get("label_channel", 0) != 0:
             problems.append(f"{where}: label_channel must be 0 (masks are scalar images)")
+    if "geometryTolerance" in settings:
+        problems.append(
+            "setting geometryTolerance must not be set: p53radiomics checks each mask against its "
+            f"image itself (p53radiomics.io.GEOMETRY_TOLERANCE, {GEOMETRY_TOLERANCE:g} of the "
+            "smallest voxel spacing, the rule of every step) and hands PyRadiomics the mask on "
+            "its image's grid; PyRadiomics's setting would only change SimpleITK's tolerance for "
+            "the whole process"
+        )
     force2d = bool(settings.get("force2D", False))
     classes = data.get("featureClass") or {}
     if "shape2D" in classes and not force2d:

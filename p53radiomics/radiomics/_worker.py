@@ -116,6 +116,11 @@ def _pyradiomics_extractor(params):
 def _extract_phase(case, patient_id, phase, params, verbose):
     """Read one phase of one patient through :mod:`p53radiomics.io` and run PyRadiomics on it.
 
+    The geometry of image and mask is checked by :func:`~p53radiomics.io.load_case`, with the
+    tolerance of every step (:data:`~p53radiomics.io.GEOMETRY_TOLERANCE`); a mask that passes
+    comes with its image's geometry exactly, so PyRadiomics's own check (SimpleITK's, at its
+    default tolerance) cannot refuse it and no global SimpleITK tolerance is changed.
+
     Returns ``("ok", features, diagnostics, messages)`` or ``("error", CohortError)``: errors are
     returned, not raised, so that ``on_error="skip"`` lets the other cases go on.
     """
