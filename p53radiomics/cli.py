@@ -40,20 +40,35 @@ def _read(args):
     )
 
 
-def _skip_or_validate(args, X, y):
-    """Leave out and list the bad patients (--on-error skip), or stop at the first one."""
-    from .io import validate_cohort
-    from .study import skip_bad_cases
+def _prepare(args, X, y, required_columns=()):
+    """Check columns and labels at once, then stop at the first bad row or leave the bad ones out."""
+    from .study import prepare_cohort
 
-    if args.on_error != "skip":
-        validate_cohort(X, args.phases, y=y)
-        return X, y
-    X, y, skipped = skip_bad_cases(X, y, args.phases)
+    X, y, skipped = prepare_cohort(
+        X,
+        y,
+        args.phases,
+        required_columns=required_columns,
+        on_error=args.on_error,
+        pos_label=_positive(args, y),
+        label_name=getattr(args, "label", None),
+    )
     for pid, row in skipped.iterrows():
         print(
             f"skipped patient {pid!r}, column {row['column']!r}: {row['reason']}", file=sys.stderr
         )
-    return X, y
+    return X, y, skipped
+
+
+def _positive(args, y):
+    """--positive as one of the labels read: "1" names the class 1 of a numeric column."""
+    positive = getattr(args, "positive", None)
+    if positive is None or y is None:
+        return positive
+    for value in y.dropna().unique():
+        if str(value) == positive:
+            return value
+    return positive  # not among the labels: prepare_cohort names the ones found
 
 
 def _fit(args):
@@ -64,8 +79,8 @@ def _fit(args):
 
     start = time.perf_counter()
     X, y = _read(args)
-    X, y = _skip_or_validate(args, X, y)
     clinical = args.clinical_columns or [c for c in PREOPERATIVE_COLUMNS if c in X.columns]
+    X, y, _ = _prepare(args, X, y, required_columns=clinical)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or out.with_name(out.stem + "_cache")
@@ -102,7 +117,15 @@ def _evaluate(args):
 
     X, y = _read(args)
     model = joblib.load(args.model)
-    results = evaluate_model(model, X, y, args.out, phases=args.phases, on_error=args.on_error)
+    results = evaluate_model(
+        model,
+        X,
+        y,
+        args.out,
+        phases=args.phases,
+        on_error=args.on_error,
+        pos_label=_positive(args, y),
+    )
     columns = ["model", "cohort", "n", "accuracy", "auc_ci", "sensitivity", "specificity"]
     print(results["table5"][columns].round(3).to_string(index=False))
     if len(results["skipped"]):
@@ -122,11 +145,13 @@ def _predict(args):
     import joblib
     import pandas as pd
 
+    from .pipeline import fitted_clinical_columns
     from .study import _branch_scores, use_cache
 
     X = _read(args)
-    X, _ = _skip_or_validate(args, X, None)
-    model = use_cache(joblib.load(args.model), None)  # predictions only: nothing cached anywhere
+    model = joblib.load(args.model)
+    X, _, _ = _prepare(args, X, None, required_columns=fitted_clinical_columns(model))
+    model = use_cache(model, None)  # predictions only: nothing cached anywhere
     scores, _ = _branch_scores(model, X)
     table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)
     table["prediction"] = (
@@ -151,6 +176,13 @@ def _add_cohort_arguments(parser, label=True):
             "--label",
             required=True,
             help="column of the CSV holding the binary label (1 = P53-mutated)",
+        )
+        parser.add_argument(
+            "--positive",
+            default=None,
+            metavar="LABEL",
+            help="the label of the P53-mutated class, needed where the labels are not 0/1 or "
+            "true/false (e.g. --positive mutant)",
         )
     parser.add_argument(
         "--id-column",
@@ -303,11 +335,15 @@ def main(argv=None):
 
     try:
         return args.func(args)
-    except CohortError as err:  # a bad row: one line naming patient and column, not a traceback
+    except CohortError as err:  # a bad input: one line naming patient and column, exit code 2
         print(f"p53radiomics {args.command}: error: {err}", file=sys.stderr)
-        if getattr(args, "on_error", "raise") == "raise" and args.command != "demo":
+        if (
+            getattr(args, "on_error", "raise") == "raise"
+            and args.command != "demo"
+            and err.patient_id is not None
+        ):
             print("  (--on-error skip leaves such patients out and lists them)", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

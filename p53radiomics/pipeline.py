@@ -16,6 +16,7 @@ from .preprocessing import LargestSliceCropper, N4Resampler
 from .radiomics import RadiomicsExtractor
 
 __all__ = [
+    "fitted_clinical_columns",
     "make_clinical_branch",
     "make_deep_branch",
     "make_paper_pipeline",
@@ -358,3 +359,45 @@ def make_paper_pipeline(
         ),
     ]
     return Pipeline([("preprocess", preprocess), ("fusion", StackingFusion(branches, cv=cv))])
+
+
+def fitted_clinical_columns(model):
+    """The cohort-table columns a fitted model's clinical branch reads.
+
+    A cohort given to the fitted model must hold each of them, with a value for every patient;
+    checking them first (:func:`~p53radiomics.study.prepare_cohort`) stops a run before any
+    image work rather than after it.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model, or a fitted :func:`make_clinical_branch`.
+
+    Returns
+    -------
+    columns : list of str
+        In the order the branch's encoder took them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from p53radiomics.pipeline import fitted_clinical_columns, make_clinical_branch
+    >>> X = pd.DataFrame({"ltd": [30.0, 52, 41, 66, 28, 47], "rim_aphe": ["no", "yes"] * 3})
+    >>> branch = make_clinical_branch(["ltd", "rim_aphe"], cv=2).fit(X, [0, 1, 0, 1, 0, 1])
+    >>> fitted_clinical_columns(branch)
+    ['ltd', 'rim_aphe']
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    if "fusion" in getattr(model, "named_steps", {}):
+        fusion = model.named_steps["fusion"]
+        check_is_fitted(fusion)
+        model = fusion.named_estimators_["clinical"]
+    encode = model.named_steps["encode"]
+    check_is_fitted(encode)
+    return [
+        column
+        for name, _, columns in encode.transformers_
+        if name != "remainder"
+        for column in columns
+    ]

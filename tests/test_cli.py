@@ -235,10 +235,7 @@ def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
 
 def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, tmp_path):
     _, external = cohorts
-    table = pd.read_csv(external / "cohort.csv")
-    table["ap_mask"] = [str(external / p) for p in table["ap_mask"]]
-    for column in ("ap", "pvp", "dp", "pvp_mask", "dp_mask"):
-        table[column] = [str(external / p) for p in table[column]]
+    table = _absolute_table(external)
     table.loc[2, "pvp"] = str(tmp_path / "missing.nii.gz")
     bad = tmp_path / "bad.csv"
     table.to_csv(bad, index=False)
@@ -283,3 +280,103 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, 
     )
     assert result.returncode == 0 and "skipped patient 'P0003'" in result.stderr
     assert "P0003" not in pd.read_csv(tmp_path / "p.csv", index_col=0).index
+
+
+def _absolute_table(folder):
+    """The cohort CSV of `folder` with absolute paths, to be rewritten elsewhere."""
+    table = pd.read_csv(folder / "cohort.csv", dtype={"patient_id": str})
+    for column in ("ap", "pvp", "dp", "ap_mask", "pvp_mask", "dp_mask"):
+        table[column] = [str(folder / p) for p in table[column]]
+    return table
+
+
+def _one_line_error(result, *expected):
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(error) == 1, result.stderr
+    for text in expected:
+        assert text in error[0], error[0]
+
+
+def test_string_labels_need_a_positive_class_and_are_refused_before_any_image_work(
+    cohorts, tmp_path
+):
+    train, _ = cohorts
+    table = _absolute_table(train)
+    table["p53"] = table["p53"].map({1: "pos", 0: "neg"})
+    cohort = tmp_path / "strings.csv"
+    table.to_csv(cohort, index=False)
+    model = tmp_path / "model.joblib"
+    result = _run("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(model))
+    _one_line_error(result, "column 'p53'", "'neg'", "'pos'", "--positive")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strings.csv"]  # no cache, no model
+    result = _run(
+        *("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(model)),
+        *("--positive", "mutant"),
+    )
+    _one_line_error(result, "column 'p53'", "'mutant'", "'neg'", "'pos'")
+
+
+def test_missing_label_stops_fit_at_once_naming_patient_and_column(cohorts, tmp_path):
+    train, _ = cohorts
+    table = _absolute_table(train)
+    table["p53"] = table["p53"].astype(float)
+    table.loc[3, "p53"] = float("nan")
+    cohort = tmp_path / "nan.csv"
+    table.to_csv(cohort, index=False)
+    result = _run(
+        *("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(tmp_path / "m.joblib"))
+    )
+    _one_line_error(result, f"patient {table.loc[3, 'patient_id']!r}", "column 'p53'", "missing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.csv"]
+
+
+def test_predict_without_a_clinical_column_of_the_model_is_one_line(
+    cohorts, fitted_model, tmp_path
+):
+    from p53radiomics.pipeline import fitted_clinical_columns
+
+    _, external = cohorts
+    needed = fitted_clinical_columns(joblib.load(fitted_model))
+    table = _absolute_table(external).drop(columns=[needed[0]])
+    cohort = tmp_path / "no_column.csv"
+    table.to_csv(cohort, index=False)
+    for on_error in ("raise", "skip"):
+        result = _run(
+            *("predict", "--model", str(fitted_model), "--cohort", str(cohort)),
+            *("--out", str(tmp_path / "p.csv"), "--on-error", on_error),
+        )
+        _one_line_error(result, f"column {needed[0]!r}")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_evaluate_string_labels_with_positive_and_skipped_missing_labels(
+    cohorts, fitted_model, tmp_path
+):
+    _, external = cohorts
+    table = _absolute_table(external)
+    missing = table.loc[4, "patient_id"]
+    outputs = {}
+    # the same patients labelled 0/1 and in words ("mutant" sorts before "wild-type", so a
+    # positive class taken from the sorted order would invert every AUC); one label missing
+    for kind, labels, extra in [
+        ("numeric", table["p53"].astype(float), ()),
+        ("words", table["p53"].map({1: "mutant", 0: "wild-type"}), ("--positive", "mutant")),
+    ]:
+        labels = labels.astype(object)
+        labels[4] = None
+        cohort = tmp_path / f"{kind}.csv"
+        table.assign(p53=labels).to_csv(cohort, index=False)
+        result = _run(
+            *("evaluate", "--model", str(fitted_model), "--cohort", str(cohort)),
+            *("--label", "p53", "--out", str(tmp_path / kind), "--on-error", "skip", *extra),
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "1 patients skipped; listed in the report" in result.stderr
+        report = (tmp_path / kind / "report.html").read_text()
+        assert "Skipped patients (1)" in report and missing in report
+        assert "label is missing" in report
+        outputs[kind] = pd.read_csv(tmp_path / kind / "table5.csv")
+    assert (outputs["numeric"]["n"] == 9).all()
+    pd.testing.assert_frame_equal(outputs["numeric"], outputs["words"])
