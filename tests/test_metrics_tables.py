@@ -333,3 +333,17 @@ def test_odds_ratios_label_errors():
         logistic_odds_ratios(X, [0, 1, 0])
     with pytest.raises(ValueError, match="multivariable columns"):
         logistic_odds_ratios(X, [0, 1, 0, 1, 1, 0], multivariable=["z"])
+
+
+def test_the_metrics_do_not_import_the_image_libraries():
+    """Layering: statistics on labels and scores need neither SimpleITK, PyRadiomics nor torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, p53radiomics.metrics; "
+        "print(sorted(m for m in ('SimpleITK', 'radiomics', 'torch') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -8,17 +8,22 @@
 - :func:`net_benefit`: decision curves, equal to ``dcurves``.
 - :func:`calibration_summary`: calibration curve, slope, intercept and Brier score.
 - :func:`cohort_summary`: baseline characteristics by group, as the study's Table 1.
+- :func:`binary_labels`, :func:`check_binary_target`: labels checked, and turned into 1 =
+  P53-mutated (also in :mod:`p53radiomics.io`).
 """
 
 from ._calibration import calibration_summary
 from ._cohort import cohort_summary
 from ._decision_curve import net_benefit
 from ._diagnostic_table import diagnostic_table
+from ._labels import binary_labels, check_binary_target
 from ._odds_ratios import logistic_odds_ratios
 from ._roc import delong_test, roc_auc_ci, youden_threshold
 
 __all__ = [
+    "binary_labels",
     "calibration_summary",
+    "check_binary_target",
     "cohort_summary",
     "delong_test",
     "diagnostic_table",

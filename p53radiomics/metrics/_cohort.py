@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..io import check_binary_target
+from ._labels import check_binary_target
 
 __all__ = ["cohort_summary"]
 
