@@ -75,7 +75,8 @@ def _fit(args):
     import joblib
 
     from .metrics import youden_threshold
-    from .study import MODEL_NAMES, PREOPERATIVE_COLUMNS, _branch_scores, profile_pipeline
+    from .pipeline import branch_scores
+    from .study import MODEL_NAMES, PREOPERATIVE_COLUMNS, profile_pipeline
 
     start = time.perf_counter()
     X, y = _read(args)
@@ -101,7 +102,7 @@ def _fit(args):
         flush=True,
     )
     model.fit(X, y)
-    scores, _ = _branch_scores(model, X)
+    scores = branch_scores(model, X)
     model.p53radiomics_thresholds_ = {
         MODEL_NAMES[k]: float(youden_threshold(y, v)) for k, v in scores.items()
     }
@@ -145,14 +146,14 @@ def _predict(args):
     import joblib
     import pandas as pd
 
-    from .pipeline import fitted_clinical_columns
-    from .study import _branch_scores, use_cache
+    from .pipeline import branch_scores, fitted_clinical_columns
+    from .study import use_cache
 
     X = _read(args)
     model = joblib.load(args.model)
     X, _, _ = _prepare(args, X, None, required_columns=fitted_clinical_columns(model))
     model = use_cache(model, None)  # predictions only: nothing cached anywhere
-    scores, _ = _branch_scores(model, X)
+    scores = branch_scores(model, X)
     table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)
     table["prediction"] = (
         table["p_combined"]

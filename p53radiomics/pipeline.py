@@ -16,6 +16,7 @@ from .preprocessing import LargestSliceCropper, N4Resampler
 from .radiomics import RadiomicsExtractor
 
 __all__ = [
+    "branch_scores",
     "fitted_clinical_columns",
     "make_clinical_branch",
     "make_deep_branch",
@@ -401,3 +402,39 @@ def fitted_clinical_columns(model):
         if name != "remainder"
         for column in columns
     ]
+
+
+def branch_scores(model, X, *, return_preprocessed=False):
+    """Each branch's probability of P53 mutation and the combined one, for a cohort table.
+
+    The cohort is preprocessed once and every branch scores the same preprocessed table.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model.
+    X : pandas.DataFrame
+        Cohort table.
+    return_preprocessed : bool, default=False
+        Also return the preprocessed table (the ``preprocess`` step's output).
+
+    Returns
+    -------
+    scores : dict of str to numpy.ndarray
+        ``predict_proba(X)[:, 1]`` of each branch kept (``"clinical"``, ``"radiomics"``,
+        ``"deep"``; a branch set to ``"drop"`` is left out) and ``"combined"``, the fused one.
+    preprocessed : pandas.DataFrame
+        Only with ``return_preprocessed=True``.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    preprocess, fusion = model.named_steps["preprocess"], model.named_steps["fusion"]
+    check_is_fitted(fusion)
+    Xp = preprocess.transform(X)
+    scores = {
+        name: est.predict_proba(Xp)[:, 1]
+        for name, est in fusion.named_estimators_.items()
+        if est != "drop"
+    }
+    scores["combined"] = fusion.predict_proba(Xp)[:, 1]
+    return (scores, Xp) if return_preprocessed else scores

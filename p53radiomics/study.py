@@ -17,6 +17,7 @@ import pandas as pd
 
 from .exceptions import UnseenBatchWarning
 from .io import DEFAULT_PHASES, CohortError, binary_labels, validate_cohort
+from .pipeline import branch_scores
 from .report import MODEL_NAMES, _gradcam_figures, _study_figures
 
 __all__ = [
@@ -407,22 +408,6 @@ def _scores(model, X):
     return model.predict_proba(X)[:, 1]
 
 
-def _branch_scores(fitted_pipeline, X):
-    """Each branch's probability and the combined one for the cohort table X."""
-    preprocess, fusion = (
-        fitted_pipeline.named_steps["preprocess"],
-        fitted_pipeline.named_steps["fusion"],
-    )
-    Xp = preprocess.transform(X)
-    out = {
-        name: est.predict_proba(Xp)[:, 1]
-        for name, est in fusion.named_estimators_.items()
-        if est != "drop"
-    }
-    out["combined"] = fusion.predict_proba(Xp)[:, 1]
-    return out, Xp
-
-
 def _pooled_harmonisation(fitted_pipeline, X):
     """Patients of X whose scanner the radiomics branch's ComBat step (if any) harmonised with its
     pooled estimates, with the reason; ``None`` for a model without that step."""
@@ -627,8 +612,8 @@ def run_study(
     t = time.perf_counter()
     model.fit(X_tc, y_tc)
     timings["combined_model"] = time.perf_counter() - t
-    scores_tc, _ = _branch_scores(model, X_tc)
-    scores_vc, Xp_vc = _branch_scores(model, X_vc)
+    scores_tc = branch_scores(model, X_tc)
+    scores_vc, Xp_vc = branch_scores(model, X_vc, return_preprocessed=True)
     results = {
         MODEL_NAMES[k]: {"TC": (y_tc, scores_tc[k]), "VC": (y_vc, scores_vc[k])}
         for k in MODEL_NAMES
@@ -753,7 +738,7 @@ def evaluate_model(
     with warnings.catch_warnings():
         # the patients harmonised with pooled estimates are listed in the report instead
         warnings.simplefilter("ignore", UnseenBatchWarning)
-        scores, _ = _branch_scores(model, X)
+        scores = branch_scores(model, X)
     # the decision thresholds are the ones stored with the model, chosen on its training cohort
     thresholds = getattr(model, "p53radiomics_thresholds_", None) or "youden"
     results = {MODEL_NAMES[k]: {"External": (y, scores[k])} for k in MODEL_NAMES}

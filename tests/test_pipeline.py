@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV
 
 from p53radiomics import ComBatHarmonizer, make_paper_pipeline
 from p53radiomics.exceptions import UnseenBatchWarning
-from p53radiomics.pipeline import make_radiomics_branch
+from p53radiomics.pipeline import branch_scores, fitted_clinical_columns, make_radiomics_branch
 
 # A reduced radiomics set and tiny CNN settings keep these tests to seconds per fit.
 TINY_RADIOMICS = {
@@ -168,6 +168,15 @@ def test_fit_predicts_probabilities_and_branch_scores(cohort, fitted):
         X.index
     )
     assert fitted.score(X, y) >= 0.5
+    # branch_scores: each branch's probability of the positive class, and the fused one
+    by_branch, Xp = branch_scores(fitted, X, return_preprocessed=True)
+    assert list(by_branch) == ["clinical", "radiomics", "deep", "combined"]
+    np.testing.assert_allclose(by_branch["combined"], proba[:, 1])
+    fusion = fitted.named_steps["fusion"]
+    for name in ("clinical", "radiomics", "deep"):
+        expected = fusion.named_estimators_[name].predict_proba(Xp)[:, 1]
+        np.testing.assert_allclose(by_branch[name], expected)
+    assert sorted(fitted_clinical_columns(fitted)) == sorted(CLINICAL)
 
 
 def test_pickled_pipeline_predicts_the_same_in_a_fresh_cpu_only_process(cohort, fitted, tmp_path):
