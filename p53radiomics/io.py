@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from .exceptions import CohortError
 from .metrics import binary_labels, check_binary_target
+from .utils._sitk import sitk_reason
 
 __all__ = [
     "DEFAULT_PHASES",
@@ -36,6 +37,7 @@ __all__ = [
     "binary_labels",
     "check_binary_target",
     "check_geometry",
+    "check_voxel_values",
     "load_case",
     "phase_columns",
     "read_cohort_csv",
@@ -163,16 +165,6 @@ def _is_missing(cell):
     return isinstance(cell, str) and not cell.strip()
 
 
-def _sitk_reason(exc):
-    """The informative first line of a SimpleITK exception."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in lines:
-        if "ERROR" in ln.upper() or "exception" in ln.lower():
-            continue
-        return ln
-    return lines[-1] if lines else type(exc).__name__
-
-
 def _mm(value):
     return f"{value:.4g}"
 
@@ -186,7 +178,7 @@ def _dicom_header(file, patient_id, column):
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise CohortError(
-            f"cannot read DICOM file {str(file)!r}: {_sitk_reason(exc)}",
+            f"cannot read DICOM file {str(file)!r}: {sitk_reason(exc)}",
             patient_id=patient_id,
             column=column,
         ) from exc
@@ -238,7 +230,7 @@ def _dicom_series(folder, patient_id, column):
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, ids[0]) if ids else ()
     except RuntimeError as exc:
         raise CohortError(
-            f"cannot read the DICOM files of {folder!r}: {_sitk_reason(exc)}", **where
+            f"cannot read the DICOM files of {folder!r}: {sitk_reason(exc)}", **where
         ) from exc
     if not files:
         raise CohortError(f"folder {folder!r} holds no DICOM series", **where)
@@ -456,11 +448,122 @@ def read_image(cell, *, patient_id=None, column=None):
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise CohortError(
-            f"cannot read image {str(path)!r}: {_sitk_reason(exc)}",
+            f"cannot read image {str(path)!r}: {sitk_reason(exc)}",
             patient_id=patient_id,
             column=column,
         ) from exc
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        _nifti_non_finite(path, patient_id, column)
     return _check_image_kind(image, patient_id, column)
+
+
+def check_voxel_values(image, *, patient_id=None, column=None, allow_constant=False):
+    """Raise if `image` has a non-finite voxel or, unless allowed, the same value everywhere.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        A scalar image (any pixel type; integer images are always finite).
+    patient_id : object, default=None
+        Row of the image's cell, named in the error.
+    column : str, default=None
+        Column of the image's cell, named in the error.
+    allow_constant : bool, default=False
+        Accept an image whose voxels all hold the same (finite) value.
+
+    Returns
+    -------
+    image : SimpleITK.Image
+        `image` itself, unchanged.
+
+    Raises
+    ------
+    CohortError
+        Naming `patient_id` and `column`: the image holds NaN or infinite voxels (how many of each,
+        and where the first one is, as a voxel index ``(x, y, z)``), or it is constant.
+
+    Notes
+    -----
+    An image with a non-finite voxel, which N4, resampling and every statistic would spread
+    through their output, or a constant one, which carries no anatomy (a normalisation would
+    divide by zero, or after N4 turn rounding noise into values that look like tissue), is refused
+    by every step that reads whole images (:class:`~p53radiomics.N4Resampler`,
+    :class:`~p53radiomics.LargestSliceCropper`), and by :func:`validate_cohort` with
+    ``check_voxels=True``. NIfTI files are checked on their stored values: ITK 5's NIfTI reader
+    turns NaN and infinite voxels into 0 as it reads (fixed in ITK 6), which would hide them
+    (:func:`read_image` refuses such a file).
+
+    Examples
+    --------
+    >>> import numpy as np, SimpleITK as sitk
+    >>> from p53radiomics.io import check_voxel_values
+    >>> array = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    >>> image = check_voxel_values(sitk.GetImageFromArray(array))
+    >>> array[1, 2, 3] = np.nan
+    >>> check_voxel_values(sitk.GetImageFromArray(array), patient_id="P1", column="ap")
+    Traceback (most recent call last):
+    ...
+    p53radiomics.exceptions.CohortError: patient 'P1', column 'ap': the image holds 1 NaN and 0 infinite voxels (of 24; the first at voxel index (3, 2, 1)): fix or mask them in the image file before preprocessing
+    >>> check_voxel_values(sitk.Image([4, 3, 2], sitk.sitkFloat32), patient_id="P1", column="ap")
+    Traceback (most recent call last):
+    ...
+    p53radiomics.exceptions.CohortError: patient 'P1', column 'ap': the image is constant (every voxel is 0): it holds no anatomy to preprocess
+    """
+    array = sitk.GetArrayViewFromImage(image)  # (z, y, x)
+    # min and max are NaN or infinite exactly where some voxel is: two passes without a bool array
+    low, high = array.min(), array.max()
+    if np.issubdtype(array.dtype, np.floating) and not (np.isfinite(low) and np.isfinite(high)):
+        finite = np.isfinite(array)
+        n_nan = int(np.count_nonzero(np.isnan(array)))
+        n_inf = int(finite.size - np.count_nonzero(finite)) - n_nan
+        first = np.unravel_index(int(np.argmin(finite)), array.shape)[::-1]
+        raise CohortError(
+            f"the image holds {n_nan} NaN and {n_inf} infinite voxels (of {array.size}; the first "
+            f"at voxel index {tuple(int(i) for i in first)}): fix or mask them in the image file "
+            "before preprocessing",
+            patient_id=patient_id,
+            column=column,
+        )
+    if not allow_constant and low == high:
+        raise CohortError(
+            f"the image is constant (every voxel is {float(low):g}): it holds no anatomy to preprocess",
+            patient_id=patient_id,
+            column=column,
+        )
+    return image
+
+
+def _nifti_non_finite(path, patient_id, column):
+    """Refuse a floating-point NIfTI file holding NaN or infinite values.
+
+    ITK 5's NIfTI reader replaces them with 0 as it reads (InsightSoftwareConsortium/ITK#6683,
+    fixed in ITK 6), so the image SimpleITK returns cannot show them: nibabel reads the values as
+    stored. Integer files cannot hold them and are not read again.
+    """
+    name = path.name.lower()
+    if path.is_dir() or not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return
+    import nibabel
+
+    try:
+        nifti = nibabel.load(str(path))
+    except Exception:  # noqa: BLE001 - SimpleITK read it: leave the format's details to it
+        return
+    if not np.issubdtype(nifti.header.get_data_dtype(), np.floating):
+        return
+    stored = np.asarray(nifti.dataobj.get_unscaled())
+    finite = np.isfinite(stored)
+    if not finite.all():
+        n_nan = int(np.count_nonzero(np.isnan(stored)))
+        n_inf = int(finite.size - np.count_nonzero(finite)) - n_nan
+        first = np.unravel_index(int(np.argmin(finite)), stored.shape)[:3]
+        raise CohortError(
+            f"the NIfTI file {str(path)!r} stores {n_nan} NaN and {n_inf} infinite voxels (of "
+            f"{stored.size}; the first at voxel index {tuple(int(i) for i in first)}), which ITK "
+            "reads as 0: fix or mask them in the image file before preprocessing",
+            patient_id=patient_id,
+            column=column,
+        )
 
 
 def _mask_array_check(array, patient_id, column):
@@ -545,7 +648,7 @@ def _geometry_of_cell(cell, patient_id, column):
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise CohortError(
-            f"cannot read image {str(path)!r}: {_sitk_reason(exc)}",
+            f"cannot read image {str(path)!r}: {sitk_reason(exc)}",
             patient_id=patient_id,
             column=column,
         ) from exc
@@ -813,6 +916,7 @@ def validate_cohort(
     check_images=True,
     geometry_tolerance=GEOMETRY_TOLERANCE,
     pos_label=None,
+    check_voxels=False,
 ):
     """Check a cohort table and raise on the first problem, naming the patient and the column.
 
@@ -822,8 +926,9 @@ def validate_cohort(
     opens as a 3D scalar volume (a DICOM folder: one series of evenly spaced slices, see
     :func:`read_image`), every mask is non-empty and holds one label, and each mask shares its
     image's geometry (size, spacing, origin, direction within `geometry_tolerance`). Images,
-    DICOM slices included, are read from their headers only; masks are read whole. The rules are
-    those every step applies when it reads a case (:func:`load_case`).
+    DICOM slices included, are read from their headers only unless `check_voxels`; masks are read
+    whole. The rules are those every step applies when it reads a case (:func:`load_case`,
+    :func:`check_voxel_values`).
 
     Parameters
     ----------
@@ -842,6 +947,10 @@ def validate_cohort(
     pos_label : object, default=None
         The positive class of `y`, needed unless its labels are 0/1 or booleans (see
         :func:`binary_labels`).
+    check_voxels : bool, default=False
+        Also read every image whole and refuse non-finite or constant ones
+        (:func:`check_voxel_values`), as the preprocessing steps do: slower (each image is read
+        once more), but such a patient is then found before any work.
 
     Returns
     -------
@@ -887,7 +996,12 @@ def validate_cohort(
         cells = dict(zip(X.columns, row, strict=True))
         masks = {}  # a shared "mask" column is read once per patient
         for _, image_col, mask_col in columns:
-            image_info = _geometry_of_cell(cells[image_col], patient_id, image_col)
+            if check_voxels:
+                image = read_image(cells[image_col], patient_id=patient_id, column=image_col)
+                check_voxel_values(image, patient_id=patient_id, column=image_col)
+                image_info = _geometry(image)
+            else:
+                image_info = _geometry_of_cell(cells[image_col], patient_id, image_col)
             if mask_col not in masks:
                 masks[mask_col] = read_image(
                     cells[mask_col], patient_id=patient_id, column=mask_col

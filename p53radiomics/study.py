@@ -252,7 +252,8 @@ def _check_then_skip(X, y, phases, required_columns, label_name):
     todo = todo.difference([p for p, _, _ in problems], sort=False)
     for pid in todo:
         try:
-            validate_cohort(X.loc[[pid]], phases)
+            # whole images: a NaN or constant one is left out here, not refused by a step later
+            validate_cohort(X.loc[[pid]], phases, check_voxels=True)
         except CohortError as err:
             problems.append((pid, err.column, err.reason))
     skipped = pd.DataFrame(problems, columns=["patient_id", "column", "reason"]).set_index(

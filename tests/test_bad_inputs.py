@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import shared_data_dir
-from p53radiomics import CohortError
+from p53radiomics import CohortError, LargestSliceCropper, N4Resampler
 from p53radiomics.io import GEOMETRY_TOLERANCE, load_case, read_cohort_csv, validate_cohort
 
 PHASES = ("ap", "pvp")
@@ -170,6 +170,37 @@ def _leading_zero_id(X, y, folder):
     return _args(X)
 
 
+def _replace_image(folder, name, edit, suffix=".nii.gz"):
+    """Rewrite one image as float32 with `edit` applied to its (z, y, x) array; point X at it."""
+    image = sitk.ReadImage(str(folder / "img" / f"{name}.nii.gz"))
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    edit(array)
+    edited = sitk.GetImageFromArray(array)
+    edited.CopyInformation(image)
+    path = folder / "img" / f"{name}_edited{suffix}"
+    sitk.WriteImage(edited, str(path))
+    return str(path)
+
+
+def _nan_in_nifti(X, y, folder):  # ITK 5 reads the NaN as 0: nibabel sees it as stored
+    X.loc["0012", "pvp"] = _replace_image(
+        folder, "0012_pvp", lambda a: a.__setitem__((2, 3, 4), np.nan)
+    )
+    return _args(X, check_voxels=True)
+
+
+def _infinite_voxel(X, y, folder):  # NRRD keeps it: refused on the image's own values
+    X.loc["0019", "ap"] = _replace_image(
+        folder, "0019_ap", lambda a: a.__setitem__((1, 1, 1), -np.inf), ".nrrd"
+    )
+    return _args(X, check_voxels=True)
+
+
+def _constant_image(X, y, folder):
+    X.loc["0007", "pvp"] = _replace_image(folder, "0007_pvp", lambda a: a.fill(120.0))
+    return _args(X, check_voxels=True)
+
+
 BAD_COHORTS = {  # name: (break, patient, column, message)
     "missing file": (_missing_file, "0012", "pvp", "file not found"),
     "unreadable file": (_unreadable_file, "0007", "ap_mask", "cannot read image"),
@@ -204,7 +235,18 @@ BAD_COHORTS = {  # name: (break, patient, column, message)
         "labels 'mutant', 'wild-type' are not 0/1 or booleans: say which one is P53-mutated",
     ),
     "leading-zero ids kept": (_leading_zero_id, "0007", "ap", "file not found"),
+    "NaN voxel in a NIfTI file": (
+        _nan_in_nifti,
+        "0012",
+        "pvp",
+        r"stores 1 NaN and 0 infinite voxels .* which ITK reads as 0",
+    ),
+    "infinite voxel": (_infinite_voxel, "0019", "ap", "holds 0 NaN and 1 infinite voxels"),
+    "constant image": (_constant_image, "0007", "pvp", "the image is constant"),
 }
+#: Refused by the steps that read whole images (N4Resampler, LargestSliceCropper) and by
+#: validate_cohort(check_voxels=True), not by load_case, which also serves images in memory.
+VOXEL_CHECKS = {"infinite voxel", "constant image"}
 
 
 @pytest.mark.parametrize("case", BAD_COHORTS)
@@ -217,7 +259,12 @@ def test_bad_cohort_is_refused_naming_patient_and_column(case, cohort):
     assert (error.patient_id, error.column) == (patient, column), str(error)
     where = f"patient {patient!r}, column {column!r}" if patient else f"column {column!r}"
     assert str(error).startswith(where + ": ")
-    if column in PHASES or column.endswith("_mask"):
+    if case in VOXEL_CHECKS:
+        with pytest.raises(CohortError, match=message):
+            N4Resampler(args["phases"], margin_mm=None).fit_transform(args["X"])
+        with pytest.raises(CohortError, match=message):
+            LargestSliceCropper(args["phases"], size=8).fit_transform(args["X"])
+    elif column in PHASES or column.endswith("_mask"):
         # every step reads its cases as validate_cohort does: the same error, word for word
         with pytest.raises(CohortError) as from_a_step:
             load_case(args["X"], patient, args["phases"])

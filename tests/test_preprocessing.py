@@ -8,6 +8,7 @@ optional smooth multiplicative field), so the whole module runs in well under a 
 import os
 import shutil
 import warnings
+from re import search as re_search
 
 import numpy as np
 import pandas as pd
@@ -323,6 +324,20 @@ def _bad_cohort(tmp_path, problem):
     if problem == "empty cell":
         X.at["P2", "pvp"] = None
         return X, "pvp"
+    if problem in ("NaN voxel", "infinite voxel", "constant image"):
+        image = read_image(X.at["P2", "pvp"])
+        array = sitk.GetArrayFromImage(image)
+        if problem == "constant image":
+            array[:] = 180.0
+        else:
+            array[3, 5, 7] = np.nan if problem == "NaN voxel" else -np.inf
+        bad = sitk.GetImageFromArray(array)
+        bad.CopyInformation(image)
+        # NRRD: ITK 5's NIfTI reader turns NaN and inf into 0 as it reads (nifti_read_buffer)
+        path = tmp_path / "in" / f"bad_{problem.replace(' ', '_')}.nrrd"
+        sitk.WriteImage(bad, str(path))
+        X.at["P2", "pvp"] = str(path)
+        return X, "pvp"
     mask = read_image(X.at["P2", "dp_mask"])
     if problem == "empty mask":
         mask = mask * 0
@@ -343,6 +358,9 @@ BAD_INPUTS = [
     "empty mask",
     "several labels",
     "geometry mismatch",
+    "NaN voxel",
+    "infinite voxel",
+    "constant image",
 ]
 
 
@@ -394,6 +412,40 @@ def test_on_error_skip_goes_on_and_records(tmp_path):
         warnings.simplefilter("error", SkippedCaseWarning)
         step.fit_transform(X.drop(index="P2"))
     assert step.skipped_.empty
+
+
+@pytest.mark.parametrize("problem", ["NaN voxel", "infinite voxel", "constant image"])
+def test_non_finite_and_constant_images_are_refused_or_skipped(tmp_path, problem):
+    """They used to pass through: NaN in the volumes and crops, a constant image "normalised" to
+    values in [-1.6, 3.2] by N4. Now both steps refuse them, or skip them under on_error="skip"."""
+    X, column = _bad_cohort(tmp_path, problem)
+    message = (
+        "constant" if problem == "constant image" else "NaN and 0 infinite|0 NaN and 1 infinite"
+    )
+    for step in (N4Resampler(**FAST), LargestSliceCropper(size=8)):
+        with pytest.raises(CohortError, match=message) as excinfo:
+            step.fit_transform(X)
+        _error(excinfo, "P2", column)
+
+    n4 = N4Resampler(on_error="skip", **FAST)
+    with pytest.warns(SkippedCaseWarning, match="skipped 1 of 2 cases.*'P2'"):
+        Xt = n4.fit_transform(X)
+    assert list(n4.skipped_.index) == ["P2"] and n4.skipped_.loc["P2", "column"] == column
+    assert Xt.loc["P2", ["ap", "pvp", "dp"]].isna().all()
+    assert all(np.isfinite(_array(Xt.loc["P1", p])).all() for p in PHASES)
+
+    cropper = LargestSliceCropper(size=8, on_error="skip")
+    with pytest.warns(SkippedCaseWarning, match="skipped 1 of 2 cases.*crops are NaN.*'P2'"):
+        crops = cropper.fit_transform(X)
+    assert list(cropper.skipped_.index) == ["P2"] and cropper.skipped_.loc["P2", "column"] == column
+    assert re_search(message, cropper.skipped_.loc["P2", "reason"])
+    assert np.isnan(crops[1]).all() and np.isfinite(crops[0]).all()
+    np.testing.assert_array_equal(
+        crops[0], LargestSliceCropper(size=8).fit_transform(X.loc[["P1"]])[0]
+    )
+    # A clean run resets the record.
+    cropper.fit_transform(X.loc[["P1"]])
+    assert cropper.skipped_.empty
 
 
 # ------------------------------------------------------------------------- cache and n_jobs
@@ -637,6 +689,7 @@ def test_cropper_parameters():
         {"normalization": "minmax"},
         {"context_slices": -1},
         {"context_slices": 1.5},
+        {"on_error": "ignore"},
     ):
         with pytest.raises(InvalidParameterError):
             LargestSliceCropper(**params).fit(X)
@@ -689,16 +742,32 @@ def test_verbose_shows_progress_and_logs_cache_use(tmp_path, capsys, caplog):
 @pytest.mark.parametrize(
     "values, settings, message",
     [
-        (-50.0, {}, "N4 needs positive intensities"),
-        (7.0, {"bias_correction": False}, "constant in its body foreground"),
+        # negative everywhere (not constant: a constant image is refused before N4, see below)
+        (lambda a: -50.0 - a / 100, {}, "N4 needs positive intensities"),
+        # two values, air and body: the body foreground is constant, the image is not
+        (lambda a: np.where(a > 100, 7.0, 1.0), {"bias_correction": False}, "constant in its body"),
     ],
 )
 def test_images_n4_or_normalisation_cannot_handle_name_patient_and_column(
     values, settings, message
 ):
     image, mask = _phantom()
-    image = image * 0 + values
+    image = sitk.GetImageFromArray(values(sitk.GetArrayFromImage(image)).astype(np.float32))
+    image.CopyInformation(mask)
     X = pd.DataFrame({"ap": [image], "mask": [mask]}, index=["P9"])
     with pytest.raises(CohortError, match=message) as excinfo:
         N4Resampler(phases=("ap",), **settings, **FAST).fit_transform(X)
     _error(excinfo, "P9", "ap")
+
+
+def test_non_finite_in_memory_image_names_patient_and_column():
+    image, mask = _phantom()
+    array = sitk.GetArrayFromImage(image)
+    array[0, 0, 0] = np.nan
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(image)
+    X = pd.DataFrame({"ap": [image], "pvp": [bad], "mask": [mask]}, index=["P7"])
+    for step in (N4Resampler(phases=("ap", "pvp"), **FAST), LargestSliceCropper(("ap", "pvp"))):
+        with pytest.raises(CohortError, match=r"1 NaN and 0 infinite .*index \(0, 0, 0\)") as exc:
+            step.fit_transform(X)
+        _error(exc, "P7", "pvp")

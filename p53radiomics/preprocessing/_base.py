@@ -4,9 +4,13 @@ The private scikit-learn helpers the preprocessing steps need (``_fit_context`` 
 constraint classes) are imported here and nowhere else in this sub-package.
 """
 
+import warnings
+
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ..exceptions import SkippedCaseWarning
 from ..io import validate_cohort
 from ..utils._sklearn import Interval, StrOptions, _fit_context
 
@@ -54,6 +58,29 @@ class _StatelessCohortTransformer(TransformerMixin, BaseEstimator, auto_wrap_out
     def _check_table(self, X):
         """Raise on an unknown phase, a missing mask column or repeated patient ids."""
         validate_cohort(X, self.phases, check_images=False)
+
+    def _record_skipped(self, X, skipped, what, stacklevel=3):
+        """Set ``skipped_`` from ``{patient_id: (column, reason)}`` and warn once if not empty.
+
+        `what` says what became of the skipped cases' output (e.g. "their crops are NaN");
+        `stacklevel` is that of the warning seen from here (3: the caller of ``transform`` when
+        ``transform`` calls this method itself).
+        """
+        self.skipped_ = pd.DataFrame(
+            [{"column": c, "reason": r} for c, r in skipped.values()],
+            index=pd.Index(list(skipped), name=X.index.name),
+            columns=["column", "reason"],
+        )
+        if skipped:
+            shown = "; ".join(r for _, r in list(skipped.values())[:3]) + (
+                "; ..." if len(skipped) > 3 else ""
+            )
+            warnings.warn(
+                f"{type(self).__name__} skipped {len(skipped)} of {len(X)} cases ({what}; see "
+                f"skipped_): {shown}",
+                SkippedCaseWarning,
+                stacklevel=stacklevel,
+            )
 
     def _start_transform(self, X):
         """Checks at the start of ``transform``, which may be called without ``fit``."""

@@ -3,7 +3,6 @@
 import logging
 import math
 import os
-import warnings
 from collections import namedtuple
 from numbers import Integral, Real
 
@@ -14,10 +13,10 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..cache import CaseCache, fingerprint
-from ..exceptions import CohortError, SkippedCaseWarning
-from ..io import DEFAULT_PHASES, _sitk_reason, load_case, phase_columns, read_image
+from ..exceptions import CohortError
+from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns, read_image
 from ..utils._parallel import parallel_map
-from ..utils._sitk import one_sitk_thread
+from ..utils._sitk import one_sitk_thread, sitk_reason
 from ._base import Interval, StrOptions, _StatelessCohortTransformer
 
 __all__ = ["N4Resampler"]
@@ -25,7 +24,10 @@ __all__ = ["N4Resampler"]
 logger = logging.getLogger(__name__)
 
 #: Format version of the cache entries; raise it when the output of a case changes meaning.
-_CACHE_VERSION = 1
+#: 2: the volume shrunk for N4 keeps voxels picked by index (not by ``sitk.Shrink``, whose choice
+#: depended on the direction matrix), and every step runs in the voxel frame; non-finite and
+#: constant images are refused.
+_CACHE_VERSION = 2
 _IMAGE_SUFFIX = ".image.nrrd"
 _MASK_SUFFIX = ".mask.nrrd"
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
@@ -50,6 +52,9 @@ class N4Resampler(_StatelessCohortTransformer):
        foreground of the whole bias-corrected volume (see Notes), not from the crop or the ROI.
 
     The step learns nothing (``fit`` only checks its parameters); each case is processed on its own.
+    Every step works on the voxel array and the spacing: the output voxels do not depend on the
+    image's direction cosines or origin (an oblique acquisition gives the same output as the same
+    voxels stored axially), and the output keeps the input's direction (see Notes).
 
     Parameters
     ----------
@@ -144,6 +149,16 @@ class N4Resampler(_StatelessCohortTransformer):
     for tumours of the synthetic cohort). A grey-level discretisation must be sized for that: a
     bin width of about 0.05 (20 to 70 grey levels in those ROIs) or a fixed bin count, never
     PyRadiomics's default ``binWidth: 25``, which puts the whole ROI in one bin.
+
+    **Geometry.** The output grid's axes are the input's (its direction matrix is kept, with the
+    origin moved to the crop), and every step runs on a copy of the image whose direction is the
+    identity and origin 0 (only the spacing kept); the input's direction and origin are put back
+    on the output. So the same voxel array with another direction matrix (an oblique scan, tilted
+    by any angle, or a flipped axis) or another origin gives bit-for-bit the same output voxels,
+    and so the same radiomics features. The volume N4 is fitted on is subsampled by index, not
+    with ``sitk.Shrink``, whose choice of voxels depends on the direction matrix (see
+    ``_subsample`` in the source). The axes are not reordered: for an axis order fixed by anatomy
+    (the CNN's axial slices), see :class:`LargestSliceCropper`.
 
     **Skipped cases.** A scikit-learn :class:`~sklearn.pipeline.Pipeline` cannot drop rows (``y``
     would no longer match), so a skipped case keeps its row with ``None`` cells; a later step then
@@ -317,8 +332,9 @@ class N4Resampler(_StatelessCohortTransformer):
         ------
         CohortError
             Under ``on_error="raise"``, for the first bad case (missing or unreadable file, empty
-            mask, mask with several labels, mask and image of different geometry, failed N4),
-            naming the patient and the column.
+            mask, mask with several labels, mask and image of different geometry, an image with
+            NaN or infinite voxels or a constant one, failed N4), naming the patient and the
+            column.
         """
         settings = self._start_transform(X)
         phase_cols = phase_columns(X, self.phases)
@@ -416,20 +432,7 @@ class N4Resampler(_StatelessCohortTransformer):
                 out = results[_Item(pid, *pc)]
                 if isinstance(out, CohortError) and pid not in skipped:
                     skipped[pid] = (out.column, str(out))
-        self.skipped_ = pd.DataFrame(
-            [{"column": c, "reason": r} for c, r in skipped.values()],
-            index=pd.Index(list(skipped), name=X.index.name),
-            columns=["column", "reason"],
-        )
-        if skipped:
-            shown = "; ".join(r for _, r in list(skipped.values())[:3]) + (
-                "; ..." if len(skipped) > 3 else ""
-            )
-            warnings.warn(
-                f"N4Resampler skipped {len(skipped)} of {len(X)} cases (their cells are None; see skipped_): {shown}",
-                SkippedCaseWarning,
-                stacklevel=3,
-            )
+        self._record_skipped(X, skipped, "their cells are None", stacklevel=4)
 
         Xt = X.drop(columns=["mask"]) if any(pc.mask == "mask" for pc in phase_cols) else X.copy()
         for pc in phase_cols:
@@ -467,12 +470,13 @@ def _preprocess_item(row, item, key, settings, cache_args):
     try:
         with one_sitk_thread():
             image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
+            check_voxel_values(image, patient_id=item.patient_id, column=item.image_column)
             image, mask = _preprocess_volume(image, mask, **settings)
     except CohortError as exc:
         return exc
     except RuntimeError as exc:  # SimpleITK reports its failures as RuntimeError
         return CohortError(
-            f"preprocessing failed: {_sitk_reason(exc)}",
+            f"preprocessing failed: {sitk_reason(exc)}",
             patient_id=item.patient_id,
             column=item.image_column,
         )
@@ -500,15 +504,23 @@ def _preprocess_volume(
     margin_mm,
     interpolation,
 ):
-    """The four steps on one image and its mask (a binary ``uint8`` image on the same grid)."""
-    image = sitk.Cast(image, sitk.sitkFloat32)
+    """The four steps on one image and its mask (a binary ``uint8`` image on the same grid).
+
+    Every step works in the image's own voxel frame (:func:`_voxel_frame`): the output voxels
+    depend on the input voxels and spacing only, never on the direction cosines or the origin, and
+    the input's direction and origin are put back on the output (:func:`_to_world`).
+    """
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    image = _voxel_frame(sitk.Cast(image, sitk.sitkFloat32))
+    mask = _voxel_frame(mask)
     # `reference` and `foreground`: the normalisation's statistics, on the shrunk grid.
     if bias_correction:
         log_field, reference, foreground = _estimate_log_bias_field(
             image, shrink_factor, n_iterations
         )
     else:
-        reference = sitk.Shrink(image, _shrink_factors(image.GetSize(), shrink_factor))
+        reference = _subsample(image, _shrink_factors(image.GetSize(), shrink_factor))
         log_field, foreground = None, _body_foreground(reference)
 
     region = _roi_region(mask, margin_mm)
@@ -533,12 +545,64 @@ def _preprocess_volume(
                 f"the image is constant in its body foreground: cannot apply {normalization!r} normalization"
             )
         image = sitk.Cast((image - float(center)) / float(scale), sitk.sitkFloat32)
-    return image, mask
+    return _to_world(image, origin, direction), _to_world(mask, origin, direction)
+
+
+def _voxel_frame(image):
+    """`image` with an identity direction and origin 0: the same voxels and spacing, in a new image.
+
+    ITK filters map voxels through physical space (index -> point -> index) wherever they change
+    the grid. Rounding in that round trip depends on the direction matrix and the origin, so where a
+    result lands exactly between two voxels, the voxel chosen does too (see :func:`_subsample`).
+    In this frame every such computation is the same for the same voxels and spacing.
+    """
+    local = sitk.Image(image)  # SimpleITK copies the buffer before changing it: the input is kept
+    local.SetOrigin((0.0,) * image.GetDimension())
+    local.SetDirection(np.eye(image.GetDimension()).ravel().tolist())
+    return local
+
+
+def _to_world(image, origin, direction):
+    """Put an image computed in a voxel frame (:func:`_voxel_frame`) back at `origin`, `direction`.
+
+    A point ``p`` of the voxel frame is ``origin + direction @ p`` in the input's physical space.
+    """
+    image.SetOrigin(tuple(float(v) for v in origin + direction @ np.asarray(image.GetOrigin())))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    return image
 
 
 def _shrink_factors(size, shrink_factor):
     """Shrink factor per axis, capped so that every axis keeps at least 2 voxels."""
     return [max(1, min(shrink_factor, s // 2)) for s in size]
+
+
+def _subsample(image, factors):
+    """Every ``factors[i]``-th voxel along axis ``i``, picked by index: what ``sitk.Shrink`` means to do.
+
+    The output has ``max(1, size // factor)`` voxels per axis, like ``sitk.Shrink``'s; voxel ``k``
+    is the input's voxel ``k * factor + factor // 2`` (the centre of its bin of ``factor`` voxels,
+    or the voxel just past it for an even factor), and its origin and spacing are that voxel's
+    position and ``factor`` times the input's spacing, so the geometry describes the voxels held.
+
+    ``sitk.Shrink`` itself is not used. It places the output's first voxel at the centre of the
+    first bin, maps that point back to an input index through physical space and rounds it
+    (``TransformPhysicalPointToIndex``), and keeps, for the whole volume, the voxels at that
+    offset. For an even factor the centre lies exactly halfway between two voxels, so the sign of a
+    rounding error of about 1e-16 in the round trip decides which of the two is kept, and that
+    error depends on the direction matrix, the spacing and the origin. Measured on a 40 x 40 x 10
+    volume shrunk by (2, 2, 1), at 1 mm in-plane: the x and y offsets kept are (1, 1) with the
+    identity direction and tilted by 0.1 degrees about z, (0, 1) at 1 degree, (0, 0) at 20; at
+    0.74 mm: (0, 0), (1, 0) at 0.1 degree, (1, 1) at 20. Whether a given tilt changes the voxels
+    is chance, and N4 fitted on other voxels gives another bias field. ``sitk.BinShrink`` works on
+    indices and is not affected, but it averages each bin; this function keeps voxels of the
+    volume itself, as the normalisation statistics need (see :class:`N4Resampler`, Notes).
+    """
+    size = image.GetSize()
+    start = [f // 2 for f in factors]
+    count = [max(1, s // f) for s, f in zip(size, factors, strict=True)]
+    stop = [b + f * (n - 1) + 1 for b, f, n in zip(start, factors, count, strict=True)]
+    return sitk.Slice(image, start, stop, [int(f) for f in factors])
 
 
 class _ImageProblem(ValueError):
@@ -562,7 +626,7 @@ def _body_foreground(image):
 
 
 def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 50)):
-    """Estimate N4's log bias field on a shrunk copy of `image` and evaluate it on `image`'s grid.
+    """Estimate N4's log bias field on a subsampled copy of `image` and evaluate it on `image`'s grid.
 
     Parameters
     ----------
@@ -578,13 +642,13 @@ def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 5
     log_field : SimpleITK.Image
         The log bias field on `image`'s full-resolution grid (divide the image by its exponential).
     corrected : SimpleITK.Image
-        The full-resolution corrected image subsampled to the shrunk grid (the shrink keeps every
-        `shrink_factor`-th voxel, so these are exactly voxels of the corrected volume).
+        The full-resolution corrected image subsampled to the shrunk grid (:func:`_subsample`
+        keeps every `shrink_factor`-th voxel, so these are exactly voxels of the corrected volume).
     foreground : SimpleITK.Image
         The body foreground N4 was fitted on, on the shrunk grid.
     """
     factors = _shrink_factors(image.GetSize(), shrink_factor)
-    shrunk = sitk.Shrink(image, factors)
+    shrunk = _subsample(image, factors)
     foreground = _body_foreground(shrunk) & (shrunk > 0)
     if not sitk.GetArrayViewFromImage(foreground).any():
         raise _ImageProblem(
@@ -595,7 +659,7 @@ def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 5
     n4.SetMaximumNumberOfIterations([int(n) for n in n_iterations])
     n4.Execute(shrunk, foreground)
     log_field = n4.GetLogBiasFieldAsImage(image)
-    return log_field, shrunk / sitk.Exp(sitk.Shrink(log_field, factors)), foreground
+    return log_field, shrunk / sitk.Exp(_subsample(log_field, factors)), foreground
 
 
 def _roi_region(mask, margin_mm):
@@ -623,7 +687,13 @@ def _crop(image, region):
 
 
 def _resample(image, mask, spacing, interpolator):
-    """Resample image and mask onto one grid of `spacing` covering the image's extent, centred on it."""
+    """Resample image and mask onto one grid of `spacing` covering the image's extent, centred on it.
+
+    The output grid's axes are the image's own (its direction is kept), so each output voxel is a
+    fixed point of the input's index space. :func:`_preprocess_volume` calls it in the voxel frame
+    (identity direction, origin 0), where the index arithmetic is the same for every direction: a
+    nearest-neighbour sample that falls exactly between two mask voxels picks the same one.
+    """
     old_spacing = np.asarray(image.GetSpacing())
     new_spacing = np.asarray(spacing)
     old_size = np.asarray(image.GetSize())

@@ -8,29 +8,47 @@ import SimpleITK as sitk
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ..io import DEFAULT_PHASES, load_case
+from ..exceptions import CohortError
+from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns
 from ._base import Interval, StrOptions, _StatelessCohortTransformer
 
 __all__ = ["LargestSliceCropper"]
+
+#: The orientation every volume is brought to before cropping (``sitk.DICOMOrient``'s code: the
+#: letter of each voxel axis, fastest first, is the side of the patient its index increases
+#: towards): x to the patient's left, y to the posterior, z to the head. DICOM's patient frame,
+#: and that of a SimpleITK image with an identity direction.
+CROP_ORIENTATION = "LPS"
 
 
 class LargestSliceCropper(_StatelessCohortTransformer):
     """The axial slice with the largest ROI of each phase, cropped around the ROI and resized.
 
-    Per patient and phase, as in the study: the axial slice (along the image's third voxel axis)
-    where the ROI has the most voxels; the ROI's bounding box on that slice, grown by `margin`
-    pixels on every side; the box made square around its centre by widening its shorter side (in
-    mm, so the aspect ratio is kept even where pixels are not square); then resampled to
-    ``size x size`` pixels by linear interpolation (where the square reaches beyond the image, the
-    edge pixels are repeated).
+    Per patient and phase, as in the study: the axial slice where the ROI has the most voxels; the
+    ROI's bounding box on that slice, grown by `margin` pixels on every side; the box made square
+    around its centre by widening its shorter side (in mm, so the aspect ratio is kept even where
+    pixels are not square); then resampled to ``size x size`` pixels by linear interpolation
+    (where the square reaches beyond the image, the edge pixels are repeated).
+
+    **Orientation.** Image and mask are first brought to one orientation, whatever the order in
+    which the file stores its axes (LPS or RAS, a flipped axis, axial, coronal or sagittal
+    storage): their voxel axes are permuted and flipped, without interpolation, so that they run
+    towards the patient's left, posterior and superior (``sitk.DICOMOrient(image, "LPS")``; an
+    oblique volume gets the axis order and signs closest to these). An axial slice is then a
+    plane of constant superior-inferior index, and each crop is the radiological view of it, as a
+    radiologist reads an axial slice (seen from the feet): **rows run from anterior (row 0) to
+    posterior, columns from the patient's right (column 0) to the patient's left**, so the
+    patient's right is on the left of the crop shown with row 0 on top (``matplotlib``'s
+    ``imshow``). The same anatomy gives the same crop however it is stored.
 
     With ``context_slices=k`` the crops are 2.5D: the ``k`` slices below and the ``k`` above the
     largest slice are cropped too, each through the same square (the largest slice's box), and
-    become channels: phase 0's ``2k + 1`` slices from the lowest index to the highest, then phase
-    1's, and so on. Slices are neighbours along the third voxel axis at the volume's own spacing
-    (1 mm after :class:`N4Resampler`'s default resampling). Where the largest slice lies fewer than
-    ``k`` slices from an end of the volume, the end slice is repeated (edge replication, as in
-    the in-plane direction), so every phase has ``2k + 1`` channels. Give
+    become channels: phase 0's ``2k + 1`` slices from the lowest (inferior) to the highest
+    (superior), then phase 1's, and so on. Slices are neighbours along the superior-inferior voxel
+    axis at the volume's own spacing (1 mm after :class:`N4Resampler`'s default resampling).
+    Where the largest slice lies fewer than ``k`` slices from an end of the volume, the end slice
+    is repeated (edge replication, as in the in-plane direction), so every phase has ``2k + 1``
+    channels. Give
     :class:`SkorchCNNFeaturizer` ``n_phases=len(phases)`` to take these crops phase by phase.
 
     Works on a raw cohort table or on the output of :class:`N4Resampler`. The step learns nothing.
@@ -51,6 +69,12 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         that their contrast is kept) minus its mean, divided by its standard deviation (a constant
         crop is only centred), as the study normalised each channel. ``None`` keeps the
         intensities of the input.
+    on_error : {"raise", "skip"}, default="raise"
+        ``"raise"``: the first bad case raises :class:`~p53radiomics.exceptions.CohortError` naming
+        the patient and the column (a missing or unreadable file, an empty mask, an image with NaN
+        or infinite voxels or a constant one...). ``"skip"``: a bad case is warned
+        (:class:`~p53radiomics.exceptions.SkippedCaseWarning`) and recorded in ``skipped_``, and
+        its crops, every phase, are NaN; the other cases are cropped.
     verbose : int, default=0
         ``0`` silent; ``1`` or more shows a progress bar.
 
@@ -60,6 +84,9 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         Columns of the table seen in ``fit`` (only after ``fit``).
     n_features_in_ : int
         Number of those columns (only after ``fit``).
+    skipped_ : pandas.DataFrame
+        Set by ``transform``: the cases its last call skipped (index: patient id; columns
+        ``column``, the cell at fault, and ``reason``). Empty when none was.
 
     See Also
     --------
@@ -92,6 +119,7 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         "size": [Interval(Integral, 1, None, closed="left")],
         "context_slices": [Interval(Integral, 0, None, closed="left")],
         "normalization": [StrOptions({"zscore"}), None],
+        "on_error": [StrOptions({"raise", "skip"})],
         "verbose": ["verbose"],
     }
 
@@ -103,6 +131,7 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         size=256,
         context_slices=0,
         normalization="zscore",
+        on_error="raise",
         verbose=0,
     ):
         self.phases = phases
@@ -110,6 +139,7 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         self.size = size
         self.context_slices = context_slices
         self.normalization = normalization
+        self.on_error = on_error
         self.verbose = verbose
 
     def transform(self, X):
@@ -126,27 +156,40 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         crops : ndarray of shape (n_patients, n_phases * (2 * context_slices + 1), size, size), \
                 dtype float32
             With ``k = context_slices``, ``crops[i, j * (2k + 1) + k + d]`` is slice ``d``
-            (``-k <= d <= k``) from the largest one of phase ``phases[j]`` of patient
-            ``X.index[i]`` (``crops[i, j]`` for ``k = 0``), rows along the image's second axis (y),
-            columns along its first (x).
+            (``-k <= d <= k``, inferior to superior) from the largest one of phase ``phases[j]``
+            of patient ``X.index[i]`` (``crops[i, j]`` for ``k = 0``), in the radiological view
+            (see Orientation above): rows from anterior to posterior, columns from the patient's
+            right to the patient's left. NaN for a case skipped under ``on_error="skip"``.
 
         Raises
         ------
         CohortError
-            For a missing or unreadable file, an empty mask, a mask with several labels, or a mask
-            and image of different geometry, naming the patient and the column.
+            Under ``on_error="raise"``, for a missing or unreadable file, an empty mask, a mask
+            with several labels, a mask and image of different geometry, or an image with NaN or
+            infinite voxels or a constant one, naming the patient and the column.
         """
         self._start_transform(X)
         phases = tuple(self.phases)
+        image_columns = {pc.phase: pc.image for pc in phase_columns(X, phases)}
         depth = 2 * self.context_slices + 1
         crops = np.empty((len(X), len(phases), depth, self.size, self.size), dtype=np.float32)
+        skipped = {}
         patients = tqdm(X.index, desc="LargestSliceCropper", unit="case", disable=not self.verbose)
         for i, patient_id in enumerate(patients):
-            case = load_case(X, patient_id, phases)
-            for j, phase in enumerate(phases):
-                crops[i, j] = _largest_slice_crop(
-                    *case[phase], self.margin, self.size, self.context_slices
-                )
+            try:
+                case = load_case(X, patient_id, phases)
+                for j, phase in enumerate(phases):
+                    image, mask = case[phase]
+                    check_voxel_values(image, patient_id=patient_id, column=image_columns[phase])
+                    crops[i, j] = _largest_slice_crop(
+                        *_oriented(image, mask), self.margin, self.size, self.context_slices
+                    )
+            except CohortError as error:
+                if self.on_error == "raise":
+                    raise
+                skipped[patient_id] = (error.column, str(error))
+                crops[i] = np.nan
+        self._record_skipped(X, skipped, "their crops are NaN")
         if self.normalization == "zscore":
             mean = crops.mean(axis=(2, 3, 4), keepdims=True, dtype=np.float64)
             std = crops.std(axis=(2, 3, 4), keepdims=True, dtype=np.float64)
@@ -154,8 +197,17 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         return crops.reshape(len(X), len(phases) * depth, self.size, self.size)
 
 
+def _oriented(image, mask):
+    """Image and mask with their voxel axes permuted and flipped to :data:`CROP_ORIENTATION`.
+
+    No voxel is interpolated: ``sitk.DICOMOrient`` only reorders them (every voxel keeps its
+    physical position), so image and mask stay aligned voxel for voxel.
+    """
+    return sitk.DICOMOrient(image, CROP_ORIENTATION), sitk.DICOMOrient(mask, CROP_ORIENTATION)
+
+
 def largest_slice(mask):
-    """Index (along the third voxel axis) of the axial slice where `mask` has the most voxels.
+    """Index (along the third voxel axis) of the slice where `mask` has the most voxels.
 
     Parameters
     ----------
@@ -184,8 +236,10 @@ def largest_slice(mask):
 def _largest_slice_crop(image, mask, margin, size, context=0):
     """The square crops of one phase, as a float32 ``(2 * context + 1, size, size)`` array.
 
-    The largest slice and ``context`` slices on each side (the end slice repeated beyond the
-    volume), all through the largest slice's square.
+    The largest slice (along the third voxel axis) and ``context`` slices on each side (the end
+    slice repeated beyond the volume), all through the largest slice's square; rows along the
+    second voxel axis, columns along the first. :meth:`LargestSliceCropper.transform` orients
+    image and mask first (:func:`_oriented`).
     """
     k = largest_slice(mask)
     volume = sitk.GetArrayViewFromImage(image)  # (z, y, x)

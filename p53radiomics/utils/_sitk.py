@@ -4,7 +4,7 @@ import SimpleITK as sitk
 
 from ._parallel import SharedSetting
 
-__all__ = ["one_sitk_thread"]
+__all__ = ["one_sitk_thread", "sitk_reason"]
 
 
 def _set_one_thread():
@@ -30,3 +30,13 @@ def one_sitk_thread():
     leaves (:class:`~p53radiomics.utils._parallel.SharedSetting`).
     """
     return _ONE_THREAD.hold()
+
+
+def sitk_reason(exc):
+    """The informative first line of a SimpleITK exception."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR" in ln.upper() or "exception" in ln.lower():
+            continue
+        return ln
+    return lines[-1] if lines else type(exc).__name__
