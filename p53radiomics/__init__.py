@@ -15,7 +15,7 @@ Grad-CAM).
 import importlib
 
 from ._version import __version__
-from .exceptions import CohortError, SkippedCaseWarning, UnseenBatchWarning
+from .exceptions import CohortError, CUDAGraphWarning, SkippedCaseWarning, UnseenBatchWarning
 
 _LAZY = {
     "N4Resampler": "p53radiomics.preprocessing",
@@ -30,6 +30,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CUDAGraphWarning",
     "CohortError",
     "SkippedCaseWarning",
     "UnseenBatchWarning",

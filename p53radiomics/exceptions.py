@@ -4,7 +4,7 @@ Every problem found in a cohort table names the patient id and the column, so th
 batch of hundreds of cases can find the offending file at once.
 """
 
-__all__ = ["CohortError", "SkippedCaseWarning", "UnseenBatchWarning"]
+__all__ = ["CUDAGraphWarning", "CohortError", "SkippedCaseWarning", "UnseenBatchWarning"]
 
 
 class CohortError(ValueError):
@@ -75,4 +75,13 @@ class UnseenBatchWarning(UserWarning):
     The message names the unseen batch values. Their samples are harmonised with the pooled
     estimates of the training batches (see :class:`~p53radiomics.ComBatHarmonizer`): put on the
     same footing as the others, without their own batch effect removed.
+    """
+
+
+class CUDAGraphWarning(RuntimeWarning):
+    """Warned once when the CNN's training step cannot be captured as a CUDA graph.
+
+    The network then trains on with the eager step: the same results, more slowly. The message
+    says what stopped the capture (an operation that makes the host wait for the GPU, an error
+    raised during the capture). See :ref:`the GPU page <gpus>`.
     """

@@ -9,16 +9,26 @@
   weights.
 - :class:`MultiChannelNet`, :class:`FeatureFusionNet` (``_modules.py``): the torch modules, for
   one channel per phase or 2.5D crops (several slices per phase).
-- ``_net.py``: the skorch network underneath, with the CUDA fast path (bf16 autocast,
-  channels-last, pinned memory and non-blocking copies) and device-neutral pickling.
+- ``_net.py``: the skorch network underneath, with the CUDA fast path (the training step
+  captured as a CUDA graph and replayed, bf16 autocast, channels-last, FF branches on concurrent
+  CUDA streams, losses read once per epoch, pinned memory and non-blocking copies) and
+  device-neutral pickling; :class:`CUDAGraphWarning` when a step cannot be captured.
 - :func:`grad_cam` (``_gradcam.py``): per-phase (FF) or joint (MC) heatmaps.
 
 This sub-package needs only torch, torchvision, skorch, scikit-learn and numpy.
 """
 
+from ..exceptions import CUDAGraphWarning
 from ._backbones import BACKBONES
 from ._featurizer import SkorchCNNFeaturizer
 from ._gradcam import grad_cam
 from ._modules import FeatureFusionNet, MultiChannelNet
 
-__all__ = ["BACKBONES", "FeatureFusionNet", "MultiChannelNet", "SkorchCNNFeaturizer", "grad_cam"]
+__all__ = [
+    "BACKBONES",
+    "CUDAGraphWarning",
+    "FeatureFusionNet",
+    "MultiChannelNet",
+    "SkorchCNNFeaturizer",
+    "grad_cam",
+]

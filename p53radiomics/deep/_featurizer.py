@@ -63,8 +63,12 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     and random horizontal and vertical flips; then they are resized to the side the backbone needs
     (see ``input_size``). On CUDA, training runs under bf16 autocast (where the GPU supports it)
     in channels-last memory format, with the training crops uploaded once from pinned memory
-    without blocking; inference runs in float32, so that a featurizer fitted on CUDA, pickled and
-    loaded on a CPU-only machine, predicts the same.
+    without blocking, FF's branches on one CUDA stream each, and the whole training step
+    (forward, loss, backward, fused AdamW step) captured once as a CUDA graph and replayed for
+    every batch of ``batch_size`` crops (a ragged last batch runs eagerly; a step that cannot be
+    captured falls back to the eager step with one ``CUDAGraphWarning``); inference runs in
+    float32, so that a featurizer fitted on CUDA, pickled and loaded on a CPU-only machine,
+    predicts the same.
 
     Parameters
     ----------
@@ -126,6 +130,13 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         An integer resizes every crop to that side, e.g. 224 to match ImageNet weights on small
         crops; ViT is then built for it (a multiple of its patch size; ImageNet position
         embeddings are interpolated to it) and MaxViT needs a multiple of 224.
+    compile : bool, default=False
+        On CUDA, train with the backbones compiled by :func:`torch.compile` (inside the CUDA
+        graph): the first batches then pay for the compilation (tens of seconds per backbone),
+        which pays back on long fits of backbones with many small kernels (DenseNet's
+        concatenations). The compiled code shares the network's parameters: the fitted network,
+        its pickle and inference are those of an uncompiled one. Ignored on the CPU, whose path
+        stays eager and reproducible.
     device : str, default="auto"
         Torch device; ``"auto"`` is CUDA when available, else the CPU.
     verbose : int, default=0
@@ -217,6 +228,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         "phases": [list, tuple, None],
         "n_phases": [Interval(Integral, 1, None, closed="left"), None],
         "input_size": [Interval(Integral, _MIN_SIDE, None, closed="left"), None],
+        "compile": ["boolean"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -241,6 +253,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         phases=None,
         n_phases=None,
         input_size=None,
+        compile=False,
         device="auto",
         verbose=0,
         random_state=None,
@@ -261,6 +274,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.phases = phases
         self.n_phases = n_phases
         self.input_size = input_size
+        self.compile = compile
         self.device = device
         self.verbose = verbose
         self.random_state = random_state
@@ -357,6 +371,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
             iterator_valid=ArrayBatches,
             iterator_valid__device=device,
             device=device,
+            compile_branches=self.compile and cuda,
             verbose=int(self.verbose > 0),
             **optimizer_params,
         )
@@ -585,9 +600,11 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         return tags
 
     def __setstate__(self, state):
-        # Featurizers pickled before 2.5D crops and resizing: one channel per phase, no resizing.
+        # Featurizers pickled before 2.5D crops, resizing and compile: one channel per phase, no
+        # resizing, no compilation.
         state.setdefault("n_phases", None)
         state.setdefault("input_size", None)
+        state.setdefault("compile", False)
         if "phases_" in state and "n_phases_" not in state:
             state["n_phases_"], state["channels_per_phase_"] = len(state["phases_"]), 1
         super().__setstate__(state)

@@ -9,8 +9,11 @@ Grad-CAM and a pickled featurizer all see the same inputs.
 - :class:`MultiChannelNet` (MC, early fusion): all channels stacked into one backbone.
 - :class:`FeatureFusionNet` (FF, feature fusion): one backbone per phase, taking that phase's
   channels; their penultimate features are concatenated and one linear head on the concatenation
-  trains the branches end to end.
+  trains the branches end to end. On CUDA (when the skorch net sets ``concurrent_branches``) the
+  branches run concurrently, one CUDA stream each, joined before the head.
 """
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +29,37 @@ from ._backbones import (
 )
 
 __all__ = ["FeatureFusionNet", "MultiChannelNet", "RandomCropFlip", "Standardize"]
+
+
+@functools.cache
+def _branch_streams(device, n):
+    """``n`` CUDA streams of ``device`` for the branches, made once per process and reused (a
+    captured CUDA graph keeps referring to the streams it was captured on)."""
+    return tuple(torch.cuda.Stream(device=device) for _ in range(n))
+
+
+def _run_concurrently(branches, inputs, prepare):
+    """Run ``branch(prepare(x))`` for each branch on its own CUDA stream; join them.
+
+    Each stream first waits for the current one (the inputs are ready), runs its branch (its
+    backward pass then runs on the same stream: autograd records the stream of every forward op),
+    and the current stream waits for all of them before their outputs are used. Tensors crossing
+    streams are marked with ``record_stream`` so that the caching allocator does not hand their
+    memory to another tensor while a stream still reads it. Works the same inside a CUDA graph
+    capture, where the waits become the graph's edges.
+    """
+    main = torch.cuda.current_stream(inputs[0].device)
+    streams = _branch_streams(inputs[0].device, len(branches))
+    outputs = []
+    for branch, x, stream in zip(branches, inputs, streams, strict=True):
+        stream.wait_stream(main)
+        with torch.cuda.stream(stream):
+            x.record_stream(stream)
+            outputs.append(branch(prepare(x)))
+    for out, stream in zip(outputs, streams, strict=True):
+        main.wait_stream(stream)
+        out.record_stream(main)
+    return outputs
 
 
 class Standardize(nn.Module):
@@ -98,6 +132,9 @@ class _PhaseNet(nn.Module):
     channels_per_phase = 1
     resize_side = 1
     resize_exact = False
+    # Set by the skorch net on CUDA: branches of FF then run concurrently, one CUDA stream each,
+    # in training and in inference without gradients (Grad-CAM keeps them sequential).
+    concurrent_branches = False
 
     def __init__(
         self,
@@ -162,19 +199,36 @@ class _PhaseNet(nn.Module):
         back on their grid; the maps of convolutional stages as they are)."""
         return cam_grid(self.branches[0], self.backbone, activation)
 
-    def features(self, x):
-        """Penultimate features of each branch: a list of ``(n, branch_width)`` tensors."""
-        x = self._resize(self.augment(self.standardize(x)))
-        out = []
-        for branch, xi in zip(self.branches, self._split(x), strict=True):
-            if self.channels_last and xi.is_cuda:
-                xi = xi.contiguous(memory_format=torch.channels_last)
-            out.append(branch(xi))
-        return out
+    def _branch_input(self, x):
+        if self.channels_last and x.is_cuda:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
-    def forward(self, x):
-        """Class logits ``(n, n_classes)`` of raw crops ``(n, n_phases * channels_per_phase, H, W)``."""
-        return self.head(torch.cat(self.features(x), dim=1))
+    def features(self, x, branches=None):
+        """Penultimate features of each branch: a list of ``(n, branch_width)`` tensors.
+
+        ``branches`` (callables in branch order, e.g. the branches compiled with
+        :func:`torch.compile` sharing their parameters) replaces ``self.branches`` for this call.
+        """
+        x = self._resize(self.augment(self.standardize(x)))
+        branches = self.branches if branches is None else branches
+        inputs = self._split(x)
+        concurrent = (
+            self.concurrent_branches
+            and x.is_cuda
+            and len(inputs) > 1
+            and (self.training or not torch.is_grad_enabled())
+        )
+        if concurrent:
+            return _run_concurrently(branches, inputs, self._branch_input)
+        return [branch(self._branch_input(xi)) for branch, xi in zip(branches, inputs, strict=True)]
+
+    def forward(self, x, branches=None):
+        """Class logits ``(n, n_classes)`` of raw crops ``(n, n_phases * channels_per_phase, H, W)``.
+
+        ``branches``: see :meth:`features`.
+        """
+        return self.head(torch.cat(self.features(x, branches), dim=1))
 
 
 class MultiChannelNet(_PhaseNet):
