@@ -652,7 +652,9 @@ def run_study(
         **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
     }
     settings.update(n_patients=len(X), random_state=random_state, clinical_columns=clinical)
-    (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
+    (out / "settings.json").write_text(
+        json.dumps(settings, indent=2, default=str), encoding="utf-8"
+    )
     write_report(
         out / "report.html",
         title="P53 mutation in HCC from three-phase DCE-MRI: the study on "

@@ -14,7 +14,9 @@ from p53radiomics.datasets import make_synthetic_cohort
 def _run(*args, cwd=None):
     exe = shutil.which("p53radiomics")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "p53radiomics.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, encoding="utf-8", cwd=cwd, timeout=900
+    )
 
 
 def _listing(folder):
@@ -90,7 +92,7 @@ def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
         "nomogram.png",
     ):
         assert (out / name).is_file(), name
-    report = (out / "report.html").read_text()
+    report = (out / "report.html").read_text(encoding="utf-8")
     for heading in (
         "Table 1.",
         "Table 2.",
@@ -181,10 +183,9 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(cohor
     assert f"{len(expected)} patients are on scanners whose own effect" in result.stderr
     listed = pd.read_csv(tmp_path / "eval" / "harmonisation.csv", index_col=0)
     assert listed.index.tolist() == expected.tolist()
-    assert (
-        "Patients harmonised with pooled ComBat estimates"
-        in (tmp_path / "eval" / "report.html").read_text()
-    )
+    assert "Patients harmonised with pooled ComBat estimates" in (
+        tmp_path / "eval" / "report.html"
+    ).read_text(encoding="utf-8")
 
 
 def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
@@ -265,7 +266,7 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, 
         "skip",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = (tmp_path / "eval" / "report.html").read_text()
+    report = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
     assert "Skipped patients (1)" in report and "P0003" in report and "file not found" in report
     result = _run(
         "predict",
@@ -374,7 +375,7 @@ def test_evaluate_string_labels_with_positive_and_skipped_missing_labels(
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "1 patients skipped; listed in the report" in result.stderr
-        report = (tmp_path / kind / "report.html").read_text()
+        report = (tmp_path / kind / "report.html").read_text(encoding="utf-8")
         assert "Skipped patients (1)" in report and missing in report
         assert "label is missing" in report
         outputs[kind] = pd.read_csv(tmp_path / kind / "table5.csv")

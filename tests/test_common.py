@@ -83,7 +83,7 @@ def test_every_estimator_is_checked():
 def test_image_level_estimators_are_checked_in_their_module(name, module):
     from pathlib import Path
 
-    source = (Path(__file__).parent / f"{module}.py").read_text()
+    source = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
     assert "check_image_estimator" in source and name in source, (
         f"{module}.py must run check_image_estimator on {name}"
     )
@@ -94,6 +94,6 @@ def test_other_estimators_are_tested_in_their_module(name, entry):
     from pathlib import Path
 
     module, tested, _ = entry
-    assert tested in (Path(__file__).parent / f"{module}.py").read_text(), (
+    assert tested in (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"), (
         f"{module}.py must test {tested} ({name})"
     )

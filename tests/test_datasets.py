@@ -28,7 +28,7 @@ def test_table_columns_files_and_csv(synthetic_cohort):
     X_csv, y_csv = read_cohort_csv(directory / "cohort.csv", label="p53")
     pd.testing.assert_frame_equal(X_csv, X, check_dtype=False)
     pd.testing.assert_series_equal(y_csv, y, check_dtype=False)
-    header = (directory / "cohort.csv").read_text().splitlines()[1]
+    header = (directory / "cohort.csv").read_text(encoding="utf-8").splitlines()[1]
     assert ",images/P0001_ap.nii.gz," in header  # relative paths in the CSV
 
 

@@ -35,7 +35,7 @@ def test_the_gallery_has_the_examples_the_docs_promise():
     for topic in ("paper_pipeline", "grid_search", "external_validation", "grad_cam"):
         assert any(topic in name for name in names), f"no example about {topic}: {sorted(names)}"
     for path in EXAMPLES:
-        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
         assert docstring and docstring.splitlines()[0].startswith("="), (
             f"{path.name} needs a module docstring with an over- and underlined title "
             "(sphinx-gallery's convention)"
@@ -62,6 +62,7 @@ def test_example_runs(script, tmp_path):
         env=env,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=TIMEOUT_S,
     )
     elapsed = time.perf_counter() - start
@@ -102,7 +103,7 @@ def _documented_names():
     """Full names of the objects docs/api.rst documents (autosummary entries, ``.. data::``)."""
     module = "p53radiomics"
     names = []
-    for line in (REPO / "docs" / "api.rst").read_text().splitlines():
+    for line in (REPO / "docs" / "api.rst").read_text(encoding="utf-8").splitlines():
         if match := re.match(r"\.\. (?:py:)?currentmodule:: (\S+)", line):
             module = match.group(1)
         elif match := re.match(r"\.\. (?:py:)?data:: (\S+)", line):

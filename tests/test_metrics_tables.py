@@ -344,6 +344,8 @@ def test_the_metrics_do_not_import_the_image_libraries():
         "import sys, p53radiomics.metrics; "
         "print(sorted(m for m in ('SimpleITK', 'radiomics', 'torch') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
