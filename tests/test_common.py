@@ -7,6 +7,10 @@ checks feed; they run :func:`p53radiomics.utils.estimator_checks.check_image_est
 test module, named in ``IMAGE_LEVEL`` below.
 """
 
+import ast
+import textwrap
+from pathlib import Path
+
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
@@ -27,11 +31,16 @@ NUMERIC = {
     ),
 }
 
-# Image-level estimators -> the test module that runs check_image_estimator on them.
+# Image-level estimators -> the test module that runs check_image_estimator on them. With them
+# ComBatHarmonizer: its input needs a batch column with at least 2 samples per batch beside the
+# features, which the random arrays of parametrize_with_checks lack (each value would be a batch
+# of one); its module runs check_image_estimator on tables with a scanner column, and its own
+# clone, pickle, set_output, feature-name and not-fitted tests.
 IMAGE_LEVEL = {
     "N4Resampler": "test_preprocessing",
     "LargestSliceCropper": "test_preprocessing",
     "RadiomicsExtractor": "test_radiomics",
+    "ComBatHarmonizer": "test_harmonization",
 }
 
 # Estimators neither kind of check can feed -> (test module, the class it tests, why).
@@ -46,14 +55,6 @@ OTHER = {
         "test_deep_featurizer",
         "SkorchCNNFeaturizer",
         "the skorch network inside SkorchCNNFeaturizer, tested through it",
-    ),
-    "ComBatHarmonizer": (
-        "test_harmonization",
-        "check_image_estimator(ComBatHarmonizer",
-        "its input needs a batch column with at least 2 samples per batch beside the features, "
-        "which the random arrays of parametrize_with_checks lack (each value would be a batch of "
-        "one); the module runs check_image_estimator on tables with a scanner column, and its own "
-        "clone, pickle, set_output, feature-name and not-fitted tests",
     ),
 }
 
@@ -79,21 +80,73 @@ def test_every_estimator_is_checked():
     )
 
 
+def _called_names(node):
+    """The name a call's function goes by: ``f(...)`` and ``module.f(...)`` both give ``f``."""
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+
+
+def _checked_estimators(source, checker="check_image_estimator"):
+    """Class names constructed as the first argument of a call to `checker` inside a test
+    function of `source` (``checker(Name(...), ...)``), read from its syntax tree, so that a name
+    in a comment, a string or an unrelated test does not count."""
+    found = set()
+    for test in ast.walk(ast.parse(source)):
+        if not (isinstance(test, ast.FunctionDef) and test.name.startswith("test")):
+            continue
+        for node in ast.walk(test):
+            if isinstance(node, ast.Call) and _called_names(node) == checker and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Call):
+                    found.add(_called_names(first))
+    return found
+
+
+def _constructed_in_tests(source):
+    """Class names called (constructed) inside the test functions of `source`."""
+    return {
+        _called_names(node)
+        for test in ast.walk(ast.parse(source))
+        if isinstance(test, ast.FunctionDef) and test.name.startswith("test")
+        for node in ast.walk(test)
+        if isinstance(node, ast.Call)
+    }
+
+
+def _source(module):
+    return (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("name, module", sorted(IMAGE_LEVEL.items()))
 def test_image_level_estimators_are_checked_in_their_module(name, module):
-    from pathlib import Path
-
-    source = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
-    assert "check_image_estimator" in source and name in source, (
-        f"{module}.py must run check_image_estimator on {name}"
+    assert name in _checked_estimators(_source(module)), (
+        f"{module}.py must run check_image_estimator({name}(...), ...) in a test"
     )
 
 
 @pytest.mark.parametrize("name, entry", sorted(OTHER.items()))
 def test_other_estimators_are_tested_in_their_module(name, entry):
-    from pathlib import Path
-
     module, tested, _ = entry
-    assert tested in (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"), (
-        f"{module}.py must test {tested} ({name})"
+    assert tested in _constructed_in_tests(_source(module)), (
+        f"{module}.py must test {tested} ({name}) in a test function"
     )
+
+
+def test_the_registry_checks_can_fail():
+    """A class named only in a comment, a string or a helper is not counted as checked."""
+    mentioned = textwrap.dedent(
+        """
+        # check_image_estimator(N4Resampler(), X) is run elsewhere
+        NOTE = "check_image_estimator(N4Resampler"
+
+        def _helper(X):
+            check_image_estimator(N4Resampler(), X)
+
+        def test_something(X):
+            N4Resampler()
+            check_image_estimator(LargestSliceCropper(size=8), X)
+        """
+    )
+    assert _checked_estimators(mentioned) == {"LargestSliceCropper"}
+    assert "N4Resampler" in _constructed_in_tests(mentioned)
+    assert "RadiomicsExtractor" not in _constructed_in_tests(mentioned)
