@@ -5,6 +5,7 @@ The CUDA side (the captured training step, concurrent FF branches, the fallback)
 ``tests/test_deep_cuda.py``, which ``benchmarks/gpu_check.sh`` runs on a GPU machine.
 """
 
+import io
 import pickle
 import warnings
 
@@ -21,6 +22,7 @@ from skorch.dataset import ValidSplit
 from test_deep_backbones import _one_torch_thread, _seed  # noqa: F401
 
 from p53radiomics.deep import CUDAGraphWarning, SkorchCNNFeaturizer
+from p53radiomics.deep._batches import ArrayBatches as MovedArrayBatches
 from p53radiomics.deep._modules import FeatureFusionNet, MultiChannelNet
 from p53radiomics.deep._net import ArrayBatches, CNNNet
 
@@ -216,3 +218,20 @@ def test_compile_is_a_parameter_that_the_cpu_ignores():
 
 def test_cuda_graph_warning_is_a_runtime_warning():
     assert issubclass(CUDAGraphWarning, RuntimeWarning)
+
+
+def test_old_pickles_find_the_classes_they_name_in_net():
+    # Pickles made before the split of _net.py name these two classes by this module's path.
+    find = pickle.Unpickler(io.BytesIO(b"")).find_class
+    assert find("p53radiomics.deep._net", "ArrayBatches") is MovedArrayBatches
+    assert find("p53radiomics.deep._net", "CNNNet") is CNNNet
+
+
+def test_eval_batches_give_the_crops_in_order_in_evaluation_mode():
+    X, y = crops(10)
+    net = make_net(max_epochs=1).fit(X, y.astype(np.int64))
+    net.module_.train()
+    batches = list(net.eval_batches(X))
+    assert not net.module_.training
+    assert [len(b) for b in batches] == [4, 4, 2]  # no merging of a short last batch
+    assert torch.equal(torch.cat(batches), torch.as_tensor(X))

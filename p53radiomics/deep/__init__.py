@@ -12,7 +12,10 @@
 - ``_net.py``: the skorch network underneath, with the CUDA fast path (the training step
   captured as a CUDA graph and replayed, bf16 autocast, channels-last, FF branches on concurrent
   CUDA streams, losses read once per epoch, pinned memory and non-blocking copies) and
-  device-neutral pickling; :class:`CUDAGraphWarning` when a step cannot be captured.
+  device-neutral pickling; :class:`CUDAGraphWarning` when a step cannot be captured. The CUDA
+  graph machinery is in ``_graph.py``, the in-memory batches in ``_batches.py``, the device
+  helpers in ``_device.py``; the featurizer's checks of its inputs in ``_crops.py`` and its PCA per
+  branch in ``_pca.py``.
 - :func:`grad_cam` (``_gradcam.py``): per-phase (FF) or joint (MC) heatmaps.
 
 This sub-package needs only torch, torchvision, skorch, scikit-learn and numpy.

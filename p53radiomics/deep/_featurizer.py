@@ -1,6 +1,5 @@
 """SkorchCNNFeaturizer: the study's CNN model (MC or FF fusion) as a scikit-learn estimator."""
 
-import contextlib
 import logging
 import os
 from numbers import Integral, Real
@@ -8,36 +7,28 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
-from skorch.dataset import ValidSplit
-from torch import nn
 
 from ..utils._sklearn import Interval, StrOptions, _fit_context
-from ._backbones import BACKBONES, input_rule
+from ._backbones import BACKBONES
+from ._crops import (
+    MIN_SIDE,
+    check_crops,
+    check_weights,
+    phase_names,
+    split_phases,
+    validated_crops,
+)
+from ._device import cuda_flags, resolve_device, seeded
 from ._gradcam import grad_cam
-from ._modules import FeatureFusionNet, MultiChannelNet
-from ._net import ArrayBatches, CNNNet, cuda_flags, resolve_device
+from ._net import featurizer_net
+from ._pca import check_n_components, fit_branch_pcas, project
 
 __all__ = ["SkorchCNNFeaturizer"]
 
 logger = logging.getLogger(__name__)
-
-_MIN_SIDE = 32  # the backbones downsample by 32; smaller crops leave them nothing to pool
-_STUDY_PHASES = ("ap", "pvp", "dp")
-
-
-@contextlib.contextmanager
-def _seeded(seed, device):
-    """Seed torch (CPU, and ``device`` if CUDA) for the block, restoring the global state after."""
-    cuda = torch.device(device).type == "cuda"
-    devices = [torch.device(device).index or torch.cuda.current_device()] if cuda else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -165,7 +156,9 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     net_ : skorch.NeuralNetClassifier
         The fitted skorch network (its ``history`` holds losses and durations per epoch;
         ``net_.module_`` is a :class:`~p53radiomics.deep.FeatureFusionNet` or
-        :class:`~p53radiomics.deep.MultiChannelNet`).
+        :class:`~p53radiomics.deep.MultiChannelNet`; ``net_.eval_batches(X)`` yields the
+        batches of ``X`` on its device with the network in evaluation mode, and
+        ``net_.penultimate(X)`` the concatenated penultimate features of the branches).
     branch_width_ : int
         Penultimate features per branch.
     pca_ : list of sklearn.decomposition.PCA or None
@@ -227,7 +220,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         "crop_scale": [Interval(Real, 0, 1, closed="right")],
         "phases": [list, tuple, None],
         "n_phases": [Interval(Integral, 1, None, closed="left"), None],
-        "input_size": [Interval(Integral, _MIN_SIDE, None, closed="left"), None],
+        "input_size": [Interval(Integral, MIN_SIDE, None, closed="left"), None],
         "compile": ["boolean"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
@@ -279,123 +272,23 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ checks
-
-    def _check_crops(self, X):
-        if X.ndim != 4:
-            raise ValueError(
-                "Expected crops of shape (n_samples, n_channels, height, width), got an array of "
-                f"shape {X.shape}."
-            )
-        _, resized = input_rule(self.backbone, self.input_size)
-        if not resized and min(X.shape[2:]) < _MIN_SIDE:
-            raise ValueError(
-                f"Crops of {X.shape[2]}x{X.shape[3]} pixels are too small for the backbones, "
-                f"which downsample by 32: use at least {_MIN_SIDE}x{_MIN_SIDE}, or an input_size "
-                "that the network resizes them to."
-            )
-
-    def _split_phases(self, n_channels):
-        """``(n_phases, channels_per_phase)`` of crops with ``n_channels`` channels."""
-        n_phases = n_channels if self.n_phases is None else self.n_phases
-        if n_channels % n_phases:
-            raise ValueError(
-                f"X has {n_channels} channels, which n_phases={n_phases} does not divide: 2.5D "
-                "crops hold the same number of slices (2k + 1) for every phase, phase after phase."
-            )
-        return n_phases, n_channels // n_phases
-
-    def _phase_names(self, n_phases):
-        if self.phases is None:
-            if n_phases == len(_STUDY_PHASES):
-                return _STUDY_PHASES
-            return tuple(f"phase{i}" for i in range(n_phases))
-        names = tuple(self.phases)
-        if len(names) != n_phases or len(set(names)) != n_phases:
-            hint = "" if self.n_phases is not None else " (pass n_phases for 2.5D crops)"
-            raise ValueError(
-                f"phases={self.phases!r} must name each of the {n_phases} phases of X once{hint}."
-            )
-        return names
-
     # ------------------------------------------------------------------ fitting
-
-    def _make_net(self, n_classes, seed, device):
-        cuda = torch.device(device).type == "cuda"
-        callbacks = []
-        if self.lr_schedule == "cosine" and self.max_epochs > 0:
-            callbacks.append(
-                (
-                    "lr_schedule",
-                    LRScheduler(
-                        policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs
-                    ),
-                )
-            )
-        train_split = None
-        if self.validation_fraction is not None:
-            train_split = ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
-            callbacks.append(
-                (
-                    "early_stopping",
-                    EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True),
-                )
-            )
-        if self.verbose >= 2:
-            callbacks.append(("progress", ProgressBar()))
-        optimizer_params = {"optimizer__weight_decay": self.weight_decay}
-        if cuda:
-            optimizer_params["optimizer__fused"] = True
-        return CNNNet(
-            FeatureFusionNet if self.mode == "ff" else MultiChannelNet,
-            module__backbone=self.backbone,
-            module__n_phases=self.n_phases_,
-            module__channels_per_phase=self.channels_per_phase_,
-            module__input_size=self.input_size,
-            module__n_classes=n_classes,
-            module__weights=self.weights,
-            module__channel_mean=self.channel_mean_.tolist(),
-            module__channel_std=self.channel_std_.tolist(),
-            module__augment=self.augment,
-            module__crop_scale=self.crop_scale,
-            criterion=nn.CrossEntropyLoss,
-            optimizer=torch.optim.AdamW,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=train_split,
-            callbacks=callbacks,
-            iterator_train=ArrayBatches,
-            iterator_train__shuffle=True,
-            iterator_train__device=device,
-            iterator_valid=ArrayBatches,
-            iterator_valid__device=device,
-            device=device,
-            compile_branches=self.compile and cuda,
-            verbose=int(self.verbose > 0),
-            **optimizer_params,
-        )
 
     def _fit(self, X, y):
         """Validate, train the network and fit the PCA; return the training features."""
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
-        self._check_crops(X)
+        check_crops(X, self.backbone, self.input_size)
         check_classification_targets(y)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
                 f"y holds a single class ({self.classes_[0]!r}); the CNN needs at least two."
             )
-        if self.weights is not None and not (
-            isinstance(self.weights, str) and self.weights == "imagenet"
-        ):
-            if not os.path.isfile(os.fspath(self.weights)):
-                raise FileNotFoundError(
-                    f"weights={self.weights!r}: no such file. Expected None, 'imagenet', or the "
-                    "path of a state dict."
-                )
-        self.n_phases_, self.channels_per_phase_ = self._split_phases(X.shape[1])
-        self.phases_ = self._phase_names(self.n_phases_)
+        check_weights(self.weights)
+        self.n_phases_, self.channels_per_phase_ = split_phases(X.shape[1], self.n_phases)
+        self.phases_ = phase_names(
+            self.phases, self.n_phases_, n_phases_given=self.n_phases is not None
+        )
         self.device_ = resolve_device(self.device)
         self.channel_mean_ = X.mean(axis=(0, 2, 3), dtype=np.float64)
         std = X.std(axis=(0, 2, 3), dtype=np.float64)
@@ -409,8 +302,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
             X.shape[1:],
             self.device_,
         )
-        net = self._make_net(len(self.classes_), seed, self.device_)
-        with _seeded(seed, self.device_), cuda_flags(self.device_, training=True):
+        net = featurizer_net(self, len(self.classes_), seed, self.device_)
+        with seeded(seed, self.device_), cuda_flags(self.device_, training=True):
             net.fit(X, y_encoded.astype(np.int64))
         net.optimizer_.zero_grad(set_to_none=True)  # free the last step's gradients
         self.net_ = net
@@ -418,33 +311,10 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         features = None
         self.pca_ = None
         if self.n_components is not None:
-            limit = min(len(X), self.branch_width_)
-            if self.n_components > limit:
-                raise ValueError(
-                    f"n_components={self.n_components} exceeds min(n_samples, branch width) = "
-                    f"{limit}; lower it or pass n_components=None for raw features."
-                )
+            check_n_components(self.n_components, len(X), self.branch_width_)
             features = net.penultimate(X)
-            self.pca_ = [
-                PCA(n_components=self.n_components, random_state=seed).fit(block)
-                for block in self._blocks(features.astype(np.float64))
-            ]
+            self.pca_ = fit_branch_pcas(features, self.branch_width_, self.n_components, seed)
         return X, features
-
-    def _blocks(self, features):
-        width = self.branch_width_
-        return [features[:, i : i + width] for i in range(0, features.shape[1], width)]
-
-    def _project(self, features):
-        # float64 throughout: float32 BLAS results shift in the last digit with the memory
-        # alignment of the arrays (e.g. after unpickling).
-        features = features.astype(np.float64)
-        if self.pca_ is None:
-            return features
-        blocks = [
-            pca.transform(b) for pca, b in zip(self.pca_, self._blocks(features), strict=True)
-        ]
-        return np.hstack(blocks)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -484,15 +354,9 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         X, features = self._fit(X, y)
         if features is None:
             features = self.net_.penultimate(X)
-        return self._project(features)
+        return project(features, self.pca_, self.branch_width_)
 
     # ------------------------------------------------------------------ fitted use
-
-    def _validated(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
-        self._check_crops(X)
-        return X
 
     def transform(self, X):
         """Penultimate features of each branch, PCA-compressed per branch when fitted so.
@@ -508,8 +372,8 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
             Branch after branch; ``n_features_out`` is ``n_branches * n_components`` (or
             ``n_branches * branch_width_`` when ``n_components=None``).
         """
-        X = self._validated(X)
-        return self._project(self.net_.penultimate(X))
+        X = validated_crops(self, X)
+        return project(self.net_.penultimate(X), self.pca_, self.branch_width_)
 
     def predict_proba(self, X):
         """Class probabilities from the network's head (softmax of its logits).
@@ -524,7 +388,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        X = self._validated(X)
+        X = validated_crops(self, X)
         return self.net_.predict_proba(X).astype(np.float64)
 
     def predict(self, X):

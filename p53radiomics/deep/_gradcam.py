@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._net import cuda_flags
+from ._crops import validated_crops
+from ._device import cuda_flags
 
 __all__ = ["grad_cam"]
 
@@ -67,7 +68,7 @@ def grad_cam(estimator, X, *, target=None):
         order, whatever the number of slices per phase) and 1 in multi-channel fusion (the joint
         map).
     """
-    X = estimator._validated(X)  # fitted, same shape and dtype as in fit
+    X = validated_crops(estimator, X)  # fitted, same shape and dtype as in fit
     net = estimator.net_
     module = net.module_
     layers = module.target_layers()
@@ -80,14 +81,13 @@ def grad_cam(estimator, X, *, target=None):
         return hook
 
     handles = [layer.register_forward_hook(keep(i)) for i, layer in enumerate(layers)]
-    net._set_training(False)
     size = X.shape[-2:]
     maps = []
     try:
         with cuda_flags(net.device, training=False):
-            for xb, _ in net.get_iterator(net.get_dataset(X), training=False):
+            for xb in net.eval_batches(X):  # in evaluation mode, on the net's device
                 with torch.enable_grad():
-                    logits = module(xb.to(net.device, non_blocking=True)).float()
+                    logits = module(xb).float()
                     index = _target_indices(estimator, target, logits)
                     score = logits.gather(1, index[:, None]).sum()
                     grads = torch.autograd.grad(score, activations)

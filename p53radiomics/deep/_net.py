@@ -22,15 +22,12 @@ one of skorch's documented override points:
   size), and so is everything the CUDA graph holds.
 
 On the CPU none of the CUDA machinery is used: the training step is skorch's own, and a fit is
-reproducible with a seed.
+reproducible with a seed. The CUDA-graph machinery is in ``_graph.py`` (:class:`CNNNet` inherits
+it), :class:`ArrayBatches` in ``_batches.py``, the device helpers in ``_device.py``.
 """
 
-import contextlib
 import logging
-import numbers
-import warnings
 
-import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import (
@@ -43,228 +40,32 @@ from skorch.callbacks import (
     PrintLog,
     ProgressBar,
 )
-from skorch.dataset import get_len, unpack_data
-from torch.utils.data import Subset
+from skorch.dataset import ValidSplit, get_len, unpack_data
+from torch import nn
 
-from ..exceptions import CUDAGraphWarning
+# ArrayBatches lives in _batches.py and the device helpers in _device.py; they are imported here
+# too, as this module's public names: pickles of earlier versions name p53radiomics.deep._net.
+from ._batches import ArrayBatches
+from ._device import cuda_flags, is_cuda, resolve_device
+from ._graph import GraphStepMixin
+from ._modules import FeatureFusionNet, MultiChannelNet
 
-__all__ = ["ArrayBatches", "CNNNet", "cuda_flags", "resolve_device"]
+__all__ = [
+    "ArrayBatches",
+    "CNNNet",
+    "cuda_flags",
+    "featurizer_net",
+    "resolve_device",
+]
 
 logger = logging.getLogger(__name__)
 
-# Largest share of the free GPU memory that the training crops may take to be uploaded at once.
-_PRELOAD_SHARE = 0.25
-
-# Callbacks that neither change what a training step computes (a captured CUDA graph would not
-# see the change) nor act on gradients: with any other callback the net trains eagerly.
-_GRAPH_SAFE_CALLBACKS = (
-    EarlyStopping,
-    EpochScoring,
-    EpochTimer,
-    LRScheduler,
-    PassthroughScoring,
-    PrintLog,
-    ProgressBar,
-)
 # Callbacks that read no per-batch loss before the end of an epoch (EpochScoring keeps each
 # batch's predictions, and scores them then): per-batch losses can wait for it.
 _EPOCH_LEVEL_CALLBACKS = (EarlyStopping, EpochScoring, EpochTimer, PassthroughScoring, PrintLog)
 
 
-def resolve_device(device):
-    """Turn ``"auto"`` into ``"cuda"`` when CUDA is available, else ``"cpu"``; check the rest."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a torch device: {exc}") from exc
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available on this machine; use device='auto' "
-            "(CUDA when present, else the CPU) or device='cpu'."
-        )
-    return device
-
-
-def _is_cuda(device):
-    return torch.device(device).type == "cuda"
-
-
-def cuda_flags(device, *, training):
-    """cuDNN settings for one fit or one inference pass on ``device`` (no-op off CUDA).
-
-    Autotuning is on (inputs have a fixed size). TF32 convolutions are allowed while training
-    (autocast runs them in bf16 anyway) and refused for inference, so that predictions on CUDA
-    match those of the same network on a CPU.
-    """
-    if not _is_cuda(device):
-        return contextlib.nullcontext()
-    return torch.backends.cudnn.flags(
-        enabled=True, benchmark=True, deterministic=False, allow_tf32=training
-    )
-
-
-def _arrays(dataset):
-    """The ``(X, y, indices)`` behind a skorch ``Dataset`` or nested ``Subset`` of one."""
-    indices = None
-    while isinstance(dataset, Subset):
-        sub = np.asarray(dataset.indices)
-        indices = sub if indices is None else sub[indices]
-        dataset = dataset.dataset
-    X = getattr(dataset, "X", None)
-    if not isinstance(X, (np.ndarray, torch.Tensor)):
-        raise TypeError(
-            "ArrayBatches needs a skorch Dataset built on one array of crops, got "
-            f"{type(dataset).__name__} holding {type(X).__name__}."
-        )
-    return X, getattr(dataset, "y", None), indices
-
-
-class ArrayBatches:
-    """Mini-batches cut from in-memory arrays: skorch's ``iterator_train``/``iterator_valid``.
-
-    Parameters
-    ----------
-    dataset : skorch.dataset.Dataset or torch.utils.data.Subset of one
-        Holds the crops ``X`` as one array, and ``y`` or ``None``.
-    batch_size : int
-        Samples per batch. In training, a last batch of a single sample (which batch
-        normalisation cannot train on) is merged into the one before.
-    shuffle : bool, default=False
-        New random order at each pass (torch's global CPU generator).
-    device : str, default="cpu"
-        On CUDA, batches are delivered on the GPU: the whole array is uploaded once (pinned
-        memory, non-blocking copy) when it takes less than a quarter of the free GPU memory, else
-        each batch is pinned and copied without blocking. The random order of a pass is drawn on
-        the CPU (the same order as on a CPU) and uploaded once per pass.
-    """
-
-    def __init__(self, dataset, batch_size, shuffle=False, device="cpu"):
-        X, y, indices = _arrays(dataset)
-        X = torch.as_tensor(X)
-        if indices is not None:
-            X = X[torch.as_tensor(indices)]
-        if y is not None:
-            y = torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y)
-            if indices is not None:
-                y = y[torch.as_tensor(indices)]
-        self.X, self.y = X, y
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.device = device
-        self._on_device = None
-
-    def __len__(self):
-        return len(self._bounds(len(self.X)))
-
-    def _bounds(self, n):
-        starts = list(range(0, n, self.batch_size))
-        bounds = [(s, min(s + self.batch_size, n)) for s in starts]
-        if self.shuffle and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-            bounds[-2:] = [(bounds[-2][0], n)]
-        return bounds
-
-    def _to_device(self, t):
-        if t.device.type == "cpu" and _is_cuda(self.device):
-            t = t.pin_memory()
-        return t.to(self.device, non_blocking=True)
-
-    def _source(self):
-        if not _is_cuda(self.device):
-            return self.X, self.y
-        if self._on_device is None:
-            free, _ = torch.cuda.mem_get_info(torch.device(self.device))
-            if self.X.element_size() * self.X.nelement() <= _PRELOAD_SHARE * free:
-                y = None if self.y is None else self._to_device(self.y)
-                self._on_device = (self._to_device(self.X), y)
-            else:
-                self._on_device = (self.X, self.y)
-        return self._on_device
-
-    def __iter__(self):
-        X, y = self._source()
-        n = len(X)
-        order = torch.randperm(n) if self.shuffle else None
-        if order is not None and X.is_cuda:
-            # One upload per pass: a copy from pageable memory for each batch would make the host
-            # wait for the GPU at every batch.
-            order = self._to_device(order)
-        for start, stop in self._bounds(n):
-            if order is None:
-                xb = X[start:stop]
-                yb = None if y is None else y[start:stop]
-            else:
-                idx = order[start:stop]
-                xb = X[idx]
-                yb = None if y is None else y[idx.to(y.device)]
-            if _is_cuda(self.device):
-                xb = self._to_device(xb)
-                yb = None if yb is None else self._to_device(yb)
-            yield xb, yb
-
-
-@contextlib.contextmanager
-def _host_syncs(enabled):
-    """Collect the host-device synchronisations of the block (which a CUDA graph capture
-    forbids) into the list it yields, through torch's sync debug mode; other warnings pass."""
-    found = []
-    if not enabled:
-        yield found
-        return
-    previous = torch.cuda.get_sync_debug_mode()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            yield found
-        finally:
-            torch.cuda.set_sync_debug_mode(previous)
-    for w in caught:
-        if "synchronizing CUDA operation" in str(w.message):
-            found.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
-def _plain(value):
-    if isinstance(value, (tuple, list)):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (bool, numbers.Number, str))
-
-
-def _baked_settings(optimizer):
-    """What a captured optimizer step holds as constants: every group setting but the learning
-    rate (which the graph reads from a tensor) and the parameters."""
-    return [
-        tuple((k, v) for k, v in group.items() if k not in ("params", "lr", "capturable"))
-        for group in optimizer.param_groups
-    ]
-
-
-class _StepGraph:
-    """The captured training step of one fit and the static tensors it reads and writes.
-
-    Before the capture, ``warmup`` full-size batches train eagerly on ``stream`` (the capture's
-    stream), so that cuDNN autotuning, cuBLAS workspaces, the optimizer's state and any
-    compilation are done when the capture starts.
-    """
-
-    def __init__(self, device, warmup, bf16):
-        self.stream = torch.cuda.Stream(device=device)
-        self.warmup = int(warmup)
-        self.bf16 = bool(bf16)  # autocast to bf16 (read once: nothing may query the GPU in capture)
-        self.batch_size = None  # the batch size of the training iterator (get_iterator)
-        self.graph = None
-        self.x = self.y = self.y_pred = self.loss = None
-        self.lr = []  # one 0-d tensor per param group, read by the captured optimizer step
-        self.lr_values = []
-        self.settings = None
-
-
-class CNNNet(NeuralNetClassifier):
+class CNNNet(GraphStepMixin, NeuralNetClassifier):
     """skorch classifier with the CUDA fast path described in this module's docstring.
 
     The module must output logits (use ``criterion=torch.nn.CrossEntropyLoss``) and have a
@@ -310,16 +111,13 @@ class CNNNet(NeuralNetClassifier):
     released at the end of the fit and never pickled.
     """
 
-    #: Eager steps on batches of the training batch size before the capture.
-    graph_warmup_steps = 3
-
     def __init__(self, module, *args, cuda_graph=True, compile_branches=False, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.cuda_graph = cuda_graph
         self.compile_branches = compile_branches
 
     def _cuda(self):
-        return _is_cuda(self.device)
+        return is_cuda(self.device)
 
     def _bf16(self):
         return self._cuda() and torch.cuda.is_bf16_supported()
@@ -358,14 +156,30 @@ class CNNNet(NeuralNetClassifier):
                 return y.float()
         return self.module_(x, **fit_params)
 
-    def penultimate(self, X):
-        """Concatenated penultimate features of every branch, ``(n, n_branches * width)``."""
+    def eval_batches(self, X):
+        """Put the network in evaluation mode and yield the batches of ``X`` on its device.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_channels, height, width)
+            Crops.
+
+        Yields
+        ------
+        xb : torch.Tensor of shape (batch_size, n_channels, height, width)
+            One batch (the last one may be smaller), on ``device``, in the order of ``X``.
+        """
         iterator = self.get_iterator(self.get_dataset(X), training=False)
         self._set_training(False)
+        for xb, _ in iterator:
+            yield xb.to(self.device, non_blocking=True)
+
+    def penultimate(self, X):
+        """Concatenated penultimate features of every branch, ``(n, n_branches * width)``."""
         out = []
         with torch.no_grad(), cuda_flags(self.device, training=False):
-            for xb, _ in iterator:
-                feats = self.module_.features(xb.to(self.device, non_blocking=True))
+            for xb in self.eval_batches(X):
+                feats = self.module_.features(xb)
                 out.append(torch.cat(feats, dim=1).float().cpu())
         return torch.cat(out).numpy()
 
@@ -381,46 +195,6 @@ class CNNNet(NeuralNetClassifier):
         if training and graph is not None:
             graph.batch_size = getattr(iterator, "batch_size", None)  # the graph's batch size
         return iterator
-
-    def _graph_blocker(self):
-        """Why this fit cannot replay its training step from a CUDA graph; ``None`` if it can."""
-        if not (self.cuda_graph and self._cuda()):
-            return "cuda_graph=False" if self._cuda() else "not on CUDA"
-        optimizer = self.optimizer_
-        if (
-            list(self._optimizers) != ["optimizer"]
-            or not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW))
-            or not all(group.get("fused") for group in optimizer.param_groups)
-        ):
-            return f"the optimizer ({type(optimizer).__name__}) is not one fused Adam or AdamW"
-        if not all(
-            _plain(v) for group in optimizer.param_groups for k, v in group.items() if k != "params"
-        ):
-            return "an optimizer setting is a tensor"
-        others = sorted(
-            {
-                type(cb).__name__
-                for _, cb in self.callbacks_
-                if type(cb) not in _GRAPH_SAFE_CALLBACKS
-            }
-        )
-        if others:
-            return f"callbacks {others} may change the training step"
-        return None
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        super().on_train_begin(net, X=X, y=y, **kwargs)
-        self.graph_replays_ = 0
-        self._step_graph_ = None
-        reason = self._graph_blocker()
-        if reason is None:
-            self._step_graph_ = _StepGraph(self.device, self.graph_warmup_steps, self._bf16())
-        elif self._cuda():
-            logger.info("Training without a CUDA graph: %s.", reason)
-
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        self._step_graph_ = None  # the graph, its static tensors and its memory pool go
-        super().on_train_end(net, X=X, y=y, **kwargs)
 
     def _reads_batch_losses(self):
         """Whether a callback may read per-batch values during an epoch."""
@@ -464,119 +238,12 @@ class CNNNet(NeuralNetClassifier):
             entry[prefix + "_loss"] = value
         self.history.record(prefix + "_batch_count", len(values))
 
-    def _zero_grad_optimizer(self, set_to_none=None):
-        graph = self.__dict__.get("_step_graph_")
-        if graph is not None and graph.graph is not None:
-            # An eager step between replays (a ragged batch) accumulates into the gradients the
-            # graph writes, instead of into new ones.
-            set_to_none = False
-        super()._zero_grad_optimizer(set_to_none)
-
     def train_step(self, batch, **fit_params):
         """One optimisation step: replayed from the CUDA graph where it can be (see Notes),
         else skorch's eager step."""
-        graph = self.__dict__.get("_step_graph_")
         Xi, yi = unpack_data(batch)
-        if (
-            graph is None
-            or fit_params
-            or not (torch.is_tensor(Xi) and torch.is_tensor(yi))
-            or len(Xi) != graph.batch_size
-        ):
-            return super().train_step(batch, **fit_params)
-        self._set_training(True)
-        x = Xi.to(self.device, non_blocking=True)
-        y = yi.to(self.device, non_blocking=True)
-        if graph.warmup > 0:
-            return self._warmup_step(graph, x, y)
-        if graph.graph is not None and (
-            (x.shape, x.dtype, y.shape, y.dtype)
-            != (graph.x.shape, graph.x.dtype, graph.y.shape, graph.y.dtype)
-        ):
-            return super().train_step(batch, **fit_params)
-        if graph.graph is None or graph.settings != _baked_settings(self.optimizer_):
-            if not self._capture(graph, x, y):
-                return super().train_step(batch, **fit_params)  # after one warning
-        return self._replay(graph, x, y)
-
-    def _step_body(self, x, y, bf16):
-        """Forward, loss, backward and optimizer step: what the CUDA graph holds."""
-        branches = self._compiled_branches()
-        kwargs = {} if branches is None else {"branches": branches}
-        # No autocast cache: a cast weight cached across the capture's boundary would be stale.
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
-            y_pred = self.module_(x, **kwargs)
-        y_pred = y_pred.float()
-        loss = self.get_loss(y_pred, y, X=x, training=True)
-        loss.backward()
-        self.optimizer_.step()
-        return y_pred.detach(), loss.detach()
-
-    def _warmup_step(self, graph, x, y):
-        main = torch.cuda.current_stream()
-        graph.stream.wait_stream(main)
-        # The last warm-up step also looks for host-device syncs, which a capture forbids.
-        with torch.cuda.stream(graph.stream), _host_syncs(graph.warmup == 1) as syncs:
-            self.optimizer_.zero_grad(set_to_none=True)
-            y_pred, loss = self._step_body(x, y, graph.bf16)
-        main.wait_stream(graph.stream)
-        graph.warmup -= 1
-        if syncs:
-            self._give_up(f"the step makes the host wait for the GPU: {syncs[0]}")
-        return {"loss": loss, "y_pred": y_pred}
-
-    def _capture(self, graph, x, y):
-        """Capture the step on the batch ``(x, y)`` (not run yet); False, after one warning, if
-        it cannot be captured."""
-        optimizer = self.optimizer_
-        groups = optimizer.param_groups
-        graph.graph = None  # an earlier capture (other optimizer settings) is released first
-        graph.x, graph.y = x.clone(), y.clone()
-        graph.lr = [torch.tensor(float(group["lr"]), device=x.device) for group in groups]
-        graph.lr_values = [group["lr"] for group in groups]
-        saved = [(group["lr"], group["capturable"]) for group in groups]
-        optimizer.zero_grad(set_to_none=True)  # the captured backward allocates what it writes
-        main = torch.cuda.current_stream()
-        captured = torch.cuda.CUDAGraph()
-        try:
-            for group, lr in zip(groups, graph.lr, strict=True):
-                group["lr"], group["capturable"] = lr, True
-            with torch.cuda.graph(captured, stream=graph.stream):
-                graph.y_pred, graph.loss = self._step_body(graph.x, graph.y, graph.bf16)
-        except Exception as exc:  # whatever stops the capture, the batch then trains eagerly
-            _leave_failed_capture(main, captured)
-            message = (str(exc).strip().splitlines() or [""])[0]
-            self._give_up(f"{type(exc).__name__}: {message}")
-            optimizer.zero_grad(set_to_none=True)  # gradients the capture allocated, unwritten
-            return False
-        finally:
-            for group, (lr, capturable) in zip(groups, saved, strict=True):
-                group["lr"], group["capturable"] = lr, capturable
-        graph.graph = captured
-        graph.settings = _baked_settings(optimizer)
-        return True
-
-    def _replay(self, graph, x, y):
-        groups = self.optimizer_.param_groups
-        for i, (tensor, group) in enumerate(zip(graph.lr, groups, strict=True)):
-            if group["lr"] != graph.lr_values[i]:  # e.g. LRScheduler's new value
-                tensor.fill_(float(group["lr"]))
-                graph.lr_values[i] = group["lr"]
-        graph.x.copy_(x)
-        graph.y.copy_(y)
-        graph.graph.replay()
-        self.graph_replays_ += 1
-        # Copies: the graph overwrites its outputs at the next replay.
-        return {"loss": graph.loss.clone(), "y_pred": graph.y_pred.clone()}
-
-    def _give_up(self, reason):
-        self._step_graph_ = None
-        warnings.warn(
-            f"The training step could not be captured as a CUDA graph ({reason}); the fit goes on "
-            "with the eager step: the same results, more slowly.",
-            CUDAGraphWarning,
-            stacklevel=2,
-        )
+        step = None if fit_params else self._graph_train_step(Xi, yi)
+        return super().train_step(batch, **fit_params) if step is None else step
 
     # ------------------------------------------------------------------ pickling
 
@@ -621,7 +288,7 @@ class CNNNet(NeuralNetClassifier):
         # Nets pickled before the CUDA graph and compile_branches existed.
         state.setdefault("cuda_graph", True)
         state.setdefault("compile_branches", False)
-        moved = _is_cuda(state["device"]) and not torch.cuda.is_available()
+        moved = is_cuda(state["device"]) and not torch.cuda.is_available()
         if moved:
             logger.info("Network trained on %s loaded on the CPU.", state["device"])
             state["device"] = "cpu"
@@ -633,23 +300,77 @@ class CNNNet(NeuralNetClassifier):
                 module.channels_last = False
                 module.concurrent_branches = False
             for key in ("iterator_train__device", "iterator_valid__device"):
-                if key in self.__dict__ and _is_cuda(self.__dict__[key]):
+                if key in self.__dict__ and is_cuda(self.__dict__[key]):
                     self.__dict__[key] = "cpu"
 
 
-def _leave_failed_capture(stream, captured):
-    """Clean up after a failed capture: make ``stream`` current again (a capture that CUDA
-    invalidated skips leaving its own stream), drop the graph, and end one small capture well,
-    which clears the "capturing" flag that an invalidated capture can leave on torch's CUDA
-    generator (eager random numbers would then fail)."""
-    torch.cuda.set_stream(stream)
-    with contextlib.suppress(Exception):
-        captured.reset()
-    with contextlib.suppress(Exception):
-        scratch = torch.zeros(1, device=stream.device)
-        probe = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(probe):
-            scratch.add_(1)
-        del probe
-    with contextlib.suppress(Exception):
-        torch.cuda.set_stream(stream)
+def _training_callbacks(*, lr_schedule, max_epochs, validation_fraction, patience, verbose, seed):
+    """The ``(callbacks, train_split)`` of a :class:`CNNNet` for these featurizer settings.
+
+    Cosine annealing over ``max_epochs`` (``lr_schedule="cosine"``); with a
+    ``validation_fraction``, a stratified split seeded by ``seed`` and early stopping on the
+    validation loss that restores the best weights; a progress bar over batches at
+    ``verbose >= 2``.
+    """
+    callbacks = []
+    if lr_schedule == "cosine" and max_epochs > 0:
+        schedule = LRScheduler(policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=max_epochs)
+        callbacks.append(("lr_schedule", schedule))
+    train_split = None
+    if validation_fraction is not None:
+        train_split = ValidSplit(validation_fraction, stratified=True, random_state=seed)
+        stopping = EarlyStopping(monitor="valid_loss", patience=patience, load_best=True)
+        callbacks.append(("early_stopping", stopping))
+    if verbose >= 2:
+        callbacks.append(("progress", ProgressBar()))
+    return callbacks, train_split
+
+
+def featurizer_net(cnn, n_classes, seed, device):
+    """The unfitted :class:`CNNNet` that the :class:`SkorchCNNFeaturizer` ``cnn`` trains.
+
+    Built from ``cnn``'s parameters and the input statistics its ``fit`` has set
+    (``n_phases_``, ``channels_per_phase_``, ``channel_mean_``, ``channel_std_``), for
+    ``n_classes`` classes on ``device``; ``seed`` seeds the validation split.
+    """
+    cuda = is_cuda(device)
+    callbacks, train_split = _training_callbacks(
+        lr_schedule=cnn.lr_schedule,
+        max_epochs=cnn.max_epochs,
+        validation_fraction=cnn.validation_fraction,
+        patience=cnn.patience,
+        verbose=cnn.verbose,
+        seed=seed,
+    )
+    optimizer_params = {"optimizer__weight_decay": cnn.weight_decay}
+    if cuda:
+        optimizer_params["optimizer__fused"] = True
+    return CNNNet(
+        FeatureFusionNet if cnn.mode == "ff" else MultiChannelNet,
+        module__backbone=cnn.backbone,
+        module__n_phases=cnn.n_phases_,
+        module__channels_per_phase=cnn.channels_per_phase_,
+        module__input_size=cnn.input_size,
+        module__n_classes=n_classes,
+        module__weights=cnn.weights,
+        module__channel_mean=cnn.channel_mean_.tolist(),
+        module__channel_std=cnn.channel_std_.tolist(),
+        module__augment=cnn.augment,
+        module__crop_scale=cnn.crop_scale,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.AdamW,
+        lr=cnn.lr,
+        max_epochs=cnn.max_epochs,
+        batch_size=cnn.batch_size,
+        train_split=train_split,
+        callbacks=callbacks,
+        iterator_train=ArrayBatches,
+        iterator_train__shuffle=True,
+        iterator_train__device=device,
+        iterator_valid=ArrayBatches,
+        iterator_valid__device=device,
+        device=device,
+        compile_branches=cnn.compile and cuda,
+        verbose=int(cnn.verbose > 0),
+        **optimizer_params,
+    )
