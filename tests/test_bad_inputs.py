@@ -69,21 +69,10 @@ def _write_dicom(image, folder, uid, *, description=None, skip=()):
 
 
 @pytest.fixture
-def cohort(tmp_path):
+def cohort(tmp_path, write_cohort):
     """``(X, y, folder)``: the cohort CSV read back as a user would."""
-    (tmp_path / "img").mkdir()
-    rows = []
-    for i, pid in enumerate(IDS):
-        row = {"patient_id": pid, "ltd": 30.0 + i, "rim_aphe": i % 2, "p53": (i + 1) % 2}
-        for k, phase in enumerate(PHASES):
-            image = _image(10 * i + k)
-            sitk.WriteImage(image, str(tmp_path / "img" / f"{pid}_{phase}.nii.gz"))
-            sitk.WriteImage(_mask(image), str(tmp_path / "img" / f"{pid}_{phase}_mask.nii.gz"))
-            row[phase] = f"img/{pid}_{phase}.nii.gz"
-            row[f"{phase}_mask"] = f"img/{pid}_{phase}_mask.nii.gz"
-        rows.append(row)
-    pd.DataFrame(rows).to_csv(tmp_path / "cohort.csv", index=False)
-    X, y = read_cohort_csv(tmp_path / "cohort.csv", phases=PHASES, label="p53")
+    csv = write_cohort(tmp_path, IDS, PHASES, _image, _mask, label=lambda i: (i + 1) % 2)
+    X, y = read_cohort_csv(csv, phases=PHASES, label="p53")
     return X, y, tmp_path
 
 
