@@ -65,7 +65,7 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from p53radiomics.preprocessing import N4Resampler
-from p53radiomics.preprocessing._n4 import _crop, _estimate_log_bias_field, _resample, _roi_region
+from p53radiomics.preprocessing import _volume as volume
 
 
 def make_phantom(size=(512, 512, 72), spacing=(0.74, 0.74, 3.0), tumour_mm=40.0, seed=0):
@@ -159,7 +159,7 @@ def main(argv=None):
     factors = sorted(set(args.shrink), reverse=True) + ([] if args.no_full_res else [1])
     for factor in factors:
         start, start_cpu = time.perf_counter(), time.process_time()
-        log_field, _, _ = _estimate_log_bias_field(image, factor, args.iterations)
+        log_field, _, _ = volume.estimate_log_bias_field(image, factor, args.iterations)
         wall[factor] = time.perf_counter() - start
         cpu[factor] = time.process_time() - start_cpu
         fields[factor] = sitk.GetArrayFromImage(log_field)
@@ -195,12 +195,14 @@ def main(argv=None):
 
     # 2. memory and time: whole volume at 1 mm against the cropped case
     start = time.perf_counter()
-    whole = _resample(image, mask, (1.0, 1.0, 1.0), sitk.sitkLinear)
+    whole = volume.resample(image, mask, (1.0, 1.0, 1.0), sitk.sitkLinear)
     whole_s = time.perf_counter() - start
     whole_mb = sum(im.GetNumberOfPixels() * im.GetSizeOfPixelComponent() for im in whole) / 1e6
     start = time.perf_counter()
-    region = _roi_region(mask, 30.0)
-    crop = _resample(_crop(image, region), _crop(mask, region), (1.0, 1.0, 1.0), sitk.sitkLinear)
+    region = volume.roi_region(mask, 30.0)
+    crop = volume.resample(
+        volume.crop(image, region), volume.crop(mask, region), (1.0, 1.0, 1.0), sitk.sitkLinear
+    )
     crop_s = time.perf_counter() - start
     crop_mb = sum(im.GetNumberOfPixels() * im.GetSizeOfPixelComponent() for im in crop) / 1e6
     results["resample"] = {

@@ -690,12 +690,42 @@ def test_cropper_parameters():
         {"context_slices": -1},
         {"context_slices": 1.5},
         {"on_error": "ignore"},
+        {"n_jobs": 1.5},
     ):
         with pytest.raises(InvalidParameterError):
             LargestSliceCropper(**params).fit(X)
     step = LargestSliceCropper()
     assert step.__sklearn_tags__().requires_fit is False
     assert step.set_output(transform="pandas") is step
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_cropper_n_jobs_2_equals_n_jobs_1(tmp_path, on_disk):
+    """The patients cropped in worker processes give the same crops, bit for bit, as in one."""
+    X = _cohort(n=3, folder=tmp_path / "in" if on_disk else None)
+    settings = {"size": 16, "margin": 2, "context_slices": 1}
+    one = LargestSliceCropper(n_jobs=1, **settings).fit_transform(X)
+    two = LargestSliceCropper(n_jobs=2, **settings).fit_transform(X)
+    assert one.dtype == two.dtype == np.float32 and one.shape == two.shape == (3, 9, 16, 16)
+    assert one.tobytes() == two.tobytes()
+
+
+def test_cropper_n_jobs_keeps_on_error(tmp_path):
+    """Under n_jobs=2 a bad case raises naming its patient and column, or is skipped alike."""
+    X, column = _bad_cohort(tmp_path, "empty mask")
+    with pytest.raises(CohortError) as excinfo:
+        LargestSliceCropper(size=8, n_jobs=2).fit_transform(X)
+    _error(excinfo, "P2", column)
+    crops, records = {}, {}
+    for n_jobs in (1, 2):
+        step = LargestSliceCropper(size=8, on_error="skip", n_jobs=n_jobs)
+        with pytest.warns(SkippedCaseWarning, match="skipped 1 of 2 cases.*'P2'.*mask is empty"):
+            crops[n_jobs] = step.fit_transform(X)
+        records[n_jobs] = step.skipped_
+    assert np.isnan(crops[2][1]).all() and np.isfinite(crops[2][0]).all()
+    assert crops[1].tobytes() == crops[2].tobytes()
+    pd.testing.assert_frame_equal(records[1], records[2])
+    assert records[2].loc["P2", "column"] == column
 
 
 # ------------------------------------------------------------------ image-level estimator checks

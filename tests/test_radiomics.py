@@ -524,7 +524,7 @@ def test_the_cache_is_hit(tmp_path, monkeypatch):
         raise AssertionError("extracted a case that is in the cache")
 
     with monkeypatch.context() as patch:
-        patch.setattr(extractor_module, "_extract_phase", no_extraction)
+        patch.setattr(extractor_module, "extract_phase", no_extraction)
         second = clone(first)
         again = second.fit_transform(X)
     pd.testing.assert_frame_equal(expected, again, check_exact=True)
@@ -693,6 +693,39 @@ def test_bad_input_is_skipped_warned_and_recorded(case, n_jobs, tmp_path):
         warnings.simplefilter("error", SkippedCaseWarning)
         extractor.fit_transform(X.drop(index="P001"))
     assert extractor.skipped_.empty
+
+
+def test_n4_and_radiomics_report_a_skipped_case_and_cache_hits_alike(tmp_path):
+    """Both steps run the one case loop: a failed case and the cache's hits are reported alike."""
+    import p53radiomics
+    from p53radiomics.preprocessing import N4Resampler
+    from p53radiomics.utils._cohort_step import CohortStep
+
+    (tmp_path / "in").mkdir()
+    X = _cohort(2, folder=tmp_path / "in")
+    empty = sitk.ReadImage(X.at["P001", "pvp_mask"]) * 0
+    sitk.WriteImage(empty, str(tmp_path / "in" / "empty_mask.nii.gz"))
+    X.at["P001", "pvp_mask"] = str(tmp_path / "in" / "empty_mask.nii.gz")
+    steps = {
+        "N4Resampler": N4Resampler(phases=("ap", "pvp"), bias_correction=False, spacing=None),
+        "RadiomicsExtractor": RadiomicsExtractor(phases=("ap", "pvp"), params=SMALL_PARAMS),
+    }
+    warned_from = set()  # both warn from the same frame: the caller of transform
+    for name, step in steps.items():
+        assert isinstance(step, CohortStep)
+        step.set_params(on_error="skip", cache_dir=tmp_path / "cache" / name)
+        for run, (hits, misses) in enumerate([(0, 4), (3, 1)]):  # a failure is not cached
+            fitted = clone(step)
+            with pytest.warns(SkippedCaseWarning, match=f"^{name} skipped 1 of") as record:
+                fitted.fit_transform(X)
+            assert len(record) == 1, name
+            warned_from.add((record[0].filename, record[0].lineno))
+            assert (fitted.cache_hits_, fitted.cache_misses_) == (hits, misses), (name, run)
+            assert fitted.skipped_.index.tolist() == ["P001"], name
+            assert fitted.skipped_.at["P001", "column"] == "pvp_mask", name
+            assert "mask is empty" in fitted.skipped_.at["P001", "reason"], name
+    ((filename, _),) = warned_from
+    assert not Path(filename).is_relative_to(Path(p53radiomics.__file__).parent)
 
 
 def test_unknown_phase_and_repeated_ids():

@@ -1,6 +1,5 @@
 """N4 bias-field correction, crop around the ROI, resampling and grey-level normalisation."""
 
-import logging
 import math
 import os
 from collections import namedtuple
@@ -8,20 +7,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
-from ..cache import CaseCache, fingerprint
+from ..cache import CaseCache
 from ..exceptions import CohortError
-from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns, read_image
-from ..utils._parallel import parallel_map
+from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns
+from ..utils._cohort_step import CohortStep
 from ..utils._sitk import one_sitk_thread, sitk_reason
-from ._base import Interval, StrOptions, _StatelessCohortTransformer
+from ..utils._sklearn import Interval, StrOptions
+from ._volume import INTERPOLATORS, ImageProblem, preprocess_volume
 
 __all__ = ["N4Resampler"]
-
-logger = logging.getLogger(__name__)
 
 #: Format version of the cache entries; raise it when the output of a case changes meaning.
 #: 2: the volume shrunk for N4 keeps voxels picked by index (not by ``sitk.Shrink``, whose choice
@@ -30,13 +26,12 @@ logger = logging.getLogger(__name__)
 _CACHE_VERSION = 2
 _IMAGE_SUFFIX = ".image.nrrd"
 _MASK_SUFFIX = ".mask.nrrd"
-_INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 
 # One (patient, phase) pair to preprocess.
 _Item = namedtuple("_Item", ["patient_id", "phase", "image_column", "mask_column"])
 
 
-class N4Resampler(_StatelessCohortTransformer):
+class N4Resampler(CohortStep):
     """N4 bias-field correction, crop around the ROI, resampling and grey-level normalisation.
 
     The study's preprocessing, per patient and phase:
@@ -157,7 +152,7 @@ class N4Resampler(_StatelessCohortTransformer):
     by any angle, or a flipped axis) or another origin gives bit-for-bit the same output voxels,
     and so the same radiomics features. The volume N4 is fitted on is subsampled by index, not
     with ``sitk.Shrink``, whose choice of voxels depends on the direction matrix (see
-    ``_subsample`` in the source). The axes are not reordered: for an axis order fixed by anatomy
+    ``subsample`` in ``p53radiomics/preprocessing/_volume.py``). The axes are not reordered: for an axis order fixed by anatomy
     (the CNN's axial slices), see :class:`LargestSliceCropper`.
 
     **Skipped cases.** A scikit-learn :class:`~sklearn.pipeline.Pipeline` cannot drop rows (``y``
@@ -200,12 +195,13 @@ class N4Resampler(_StatelessCohortTransformer):
         "normalization": [StrOptions({"zscore", "percentile"}), None],
         "percentiles": ["array-like"],
         "margin_mm": [Interval(Real, 0, None, closed="left"), None],
-        "interpolation": [StrOptions(set(_INTERPOLATORS))],
+        "interpolation": [StrOptions(set(INTERPOLATORS))],
         "cache_dir": [str, os.PathLike, None],
-        "n_jobs": [Integral, None],
-        "on_error": [StrOptions({"raise", "skip"})],
-        "verbose": ["verbose"],
+        **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
+
+    _progress = ("N4Resampler", "image")
+    _verb = "compute"
 
     def __init__(
         self,
@@ -338,140 +334,67 @@ class N4Resampler(_StatelessCohortTransformer):
         """
         settings = self._start_transform(X)
         phase_cols = phase_columns(X, self.phases)
-        cache = (
-            None
-            if self.cache_dir is None
-            # absolute: the workers (processes, cluster nodes) write to it and return its paths
-            else CaseCache(os.path.abspath(self.cache_dir), "N4Resampler", version=_CACHE_VERSION)
-        )
         items = [_Item(pid, *pc) for pid in X.index for pc in phase_cols]
-
-        results, todo, fingerprints, hits = {}, [], {}, 0
-        for item in items:
-            if cache is None:
-                todo.append((item, None))
-                continue
-            try:
-                key = cache.key(
-                    _fingerprint(X, item.patient_id, item.image_column, fingerprints),
-                    _fingerprint(X, item.patient_id, item.mask_column, fingerprints),
-                    params=settings,
-                )
-            except CohortError as exc:
-                self._fail(exc)
-                results[item] = exc
-                continue
-            image_path = cache.image_path(key, _IMAGE_SUFFIX)
-            if image_path is not None and cache.path(key, _MASK_SUFFIX).exists():
-                results[item] = (str(image_path), str(cache.path(key, _MASK_SUFFIX)))
-                hits += 1
-            else:
-                todo.append((item, key))
-
-        outputs = self._run(X, todo, settings, cache)
-        try:
-            for item, out in zip((item for item, _ in todo), outputs, strict=True):
-                if isinstance(out, CohortError):
-                    self._fail(out)
-                results[item] = out
-        finally:
-            outputs.close()  # after an error: the cases still queued are not run
-
-        self.cache_hits_, self.cache_misses_ = hits, len(todo)
-        # one record per call, whatever the verbosity: what a grid search recomputed can be counted
-        logger.debug(
-            "N4Resampler: %d (case, phase) pairs to compute, %d read from the cache",
-            len(todo),
-            hits,
-        )
-        if cache is not None and self.verbose:
-            logger.info(
-                "N4Resampler: %d of %d (case, phase) pairs read from the cache",
-                hits,
-                len(items),
-            )
-        return self._assemble(X, phase_cols, results)
-
-    def _fail(self, error):
-        if self.on_error == "raise":
-            raise error
-
-    def _run(self, X, todo, settings, cache):
-        """Yield the output of each pending (item, key), in order: a pair of images or paths, or an error."""
-        if not todo:
-            return
-        cache_args = (
-            None if cache is None else (str(cache.directory), cache.namespace, cache.version)
-        )
-        outputs = parallel_map(
-            _preprocess_item,
-            [
-                (
-                    X.loc[[item.patient_id], [item.image_column, item.mask_column]],
-                    item,
-                    key,
-                    settings,
-                    cache_args,
-                )
-                for item, key in todo
-            ],
-            n_jobs=self.n_jobs,
-        )
-        try:
-            yield from tqdm(
-                outputs, total=len(todo), desc="N4Resampler", unit="image", disable=not self.verbose
-            )
-        finally:
-            if hasattr(outputs, "close"):
-                outputs.close()
-
-    def _assemble(self, X, phase_cols, results):
-        skipped = {}  # in the table's order; a case's first failing phase is reported
-        for pid in X.index:
-            for pc in phase_cols:
-                out = results[_Item(pid, *pc)]
-                if isinstance(out, CohortError) and pid not in skipped:
-                    skipped[pid] = (out.column, str(out))
-        self._record_skipped(X, skipped, "their cells are None", stacklevel=4)
-
+        results = self._run_cases(X, items, settings)
+        outcomes = ((item.patient_id, results[item]) for item in items)  # in the table's order
+        self._record_skipped(*self._skipped_patients(X, outcomes, "their cells are None"))
+        skipped = set(self.skipped_.index)
         Xt = X.drop(columns=["mask"]) if any(pc.mask == "mask" for pc in phase_cols) else X.copy()
         for pc in phase_cols:
             images = np.empty(len(X), dtype=object)
             masks = np.empty(len(X), dtype=object)
             for i, pid in enumerate(X.index):
-                out = results[_Item(pid, *pc)]
                 if pid not in skipped:
-                    images[i], masks[i] = out
+                    images[i], masks[i] = results[_Item(pid, *pc)]
             Xt[pc.image] = pd.Series(images, index=X.index, dtype=object)
             Xt[f"{pc.phase}_mask"] = pd.Series(masks, index=X.index, dtype=object)
         return Xt[self._output_columns(list(X.columns), phase_cols)]
+
+    # The hooks of CohortStep's case loop; a case is an _Item, its context the settings.
+    def _open_cache(self):
+        if self.cache_dir is None:
+            return None
+        # absolute: the workers (processes, cluster nodes) write to it and return its paths
+        return CaseCache(os.path.abspath(self.cache_dir), "N4Resampler", version=_CACHE_VERSION)
+
+    def _case_key(self, X, item, cache, settings, memo):
+        return cache.key(
+            self._cell_fingerprint(
+                X.at[item.patient_id, item.image_column], item.patient_id, item.image_column, memo
+            ),
+            self._cell_fingerprint(
+                X.at[item.patient_id, item.mask_column], item.patient_id, item.mask_column, memo
+            ),
+            params=settings,
+        )
+
+    def _cached_result(self, cache, key):
+        image_path = cache.image_path(key, _IMAGE_SUFFIX)
+        if image_path is None or not cache.path(key, _MASK_SUFFIX).exists():
+            return None
+        return str(image_path), str(cache.path(key, _MASK_SUFFIX))
+
+    def _case_worker(self):
+        return _preprocess_item
+
+    def _case_args(self, X, item, key, cache, settings):
+        cache_args = (
+            None if cache is None else (str(cache.directory), cache.namespace, cache.version)
+        )
+        row = X.loc[[item.patient_id], [item.image_column, item.mask_column]]
+        return row, item, key, settings, cache_args
 
 
 # --------------------------------------------------------------------------------------------------
 # One case, one phase (runs in a joblib worker: a process, a thread or a dask worker)
 # --------------------------------------------------------------------------------------------------
-def _fingerprint(X, patient_id, column, memo):
-    cell = X.at[patient_id, column]
-    memo_key = cell if isinstance(cell, str) else id(cell)  # X holds the cells, so ids stay unique
-    if memo_key not in memo:
-        try:
-            memo[memo_key] = fingerprint(cell)
-        except (OSError, TypeError) as exc:
-            # read_image raises the error that says what is wrong with the cell (empty, missing...).
-            read_image(cell, patient_id=patient_id, column=column)
-            raise CohortError(
-                f"cannot read {cell!r}: {exc}", patient_id=patient_id, column=column
-            ) from exc
-    return memo[memo_key]
-
-
 def _preprocess_item(row, item, key, settings, cache_args):
     """Preprocess one (patient, phase); return (image, mask), their cached paths, or a CohortError."""
     try:
         with one_sitk_thread():
             image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
             check_voxel_values(image, patient_id=item.patient_id, column=item.image_column)
-            image, mask = _preprocess_volume(image, mask, **settings)
+            image, mask = preprocess_volume(image, mask, **settings)
     except CohortError as exc:
         return exc
     except RuntimeError as exc:  # SimpleITK reports its failures as RuntimeError
@@ -480,7 +403,7 @@ def _preprocess_item(row, item, key, settings, cache_args):
             patient_id=item.patient_id,
             column=item.image_column,
         )
-    except _ImageProblem as exc:
+    except ImageProblem as exc:
         return CohortError(str(exc), patient_id=item.patient_id, column=item.image_column)
     if cache_args is None:
         return image, mask
@@ -489,229 +412,3 @@ def _preprocess_item(row, item, key, settings, cache_args):
     # The image is written last: its presence marks a whole entry.
     image_path = cache.save_image(key, image, _IMAGE_SUFFIX)
     return str(image_path), str(mask_path)
-
-
-def _preprocess_volume(
-    image,
-    mask,
-    *,
-    spacing,
-    bias_correction,
-    shrink_factor,
-    n_iterations,
-    normalization,
-    percentiles,
-    margin_mm,
-    interpolation,
-):
-    """The four steps on one image and its mask (a binary ``uint8`` image on the same grid).
-
-    Every step works in the image's own voxel frame (:func:`_voxel_frame`): the output voxels
-    depend on the input voxels and spacing only, never on the direction cosines or the origin, and
-    the input's direction and origin are put back on the output (:func:`_to_world`).
-    """
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
-    image = _voxel_frame(sitk.Cast(image, sitk.sitkFloat32))
-    mask = _voxel_frame(mask)
-    # `reference` and `foreground`: the normalisation's statistics, on the shrunk grid.
-    if bias_correction:
-        log_field, reference, foreground = _estimate_log_bias_field(
-            image, shrink_factor, n_iterations
-        )
-    else:
-        reference = _subsample(image, _shrink_factors(image.GetSize(), shrink_factor))
-        log_field, foreground = None, _body_foreground(reference)
-
-    region = _roi_region(mask, margin_mm)
-    image, mask = _crop(image, region), _crop(mask, region)
-    if log_field is not None:
-        image = image / sitk.Exp(_crop(log_field, region))
-
-    if spacing is not None:
-        image, mask = _resample(image, mask, spacing, _INTERPOLATORS[interpolation])
-
-    if normalization is not None:
-        values = sitk.GetArrayViewFromImage(reference)[
-            sitk.GetArrayViewFromImage(foreground) > 0
-        ].astype(np.float64)
-        if normalization == "zscore":
-            center, scale = values.mean(), values.std()
-        else:
-            low, high = np.percentile(values, percentiles)
-            center, scale = low, high - low
-        if not scale > 0:
-            raise _ImageProblem(
-                f"the image is constant in its body foreground: cannot apply {normalization!r} normalization"
-            )
-        image = sitk.Cast((image - float(center)) / float(scale), sitk.sitkFloat32)
-    return _to_world(image, origin, direction), _to_world(mask, origin, direction)
-
-
-def _voxel_frame(image):
-    """`image` with an identity direction and origin 0: the same voxels and spacing, in a new image.
-
-    ITK filters map voxels through physical space (index -> point -> index) wherever they change
-    the grid. Rounding in that round trip depends on the direction matrix and the origin, so where a
-    result lands exactly between two voxels, the voxel chosen does too (see :func:`_subsample`).
-    In this frame every such computation is the same for the same voxels and spacing.
-    """
-    local = sitk.Image(image)  # SimpleITK copies the buffer before changing it: the input is kept
-    local.SetOrigin((0.0,) * image.GetDimension())
-    local.SetDirection(np.eye(image.GetDimension()).ravel().tolist())
-    return local
-
-
-def _to_world(image, origin, direction):
-    """Put an image computed in a voxel frame (:func:`_voxel_frame`) back at `origin`, `direction`.
-
-    A point ``p`` of the voxel frame is ``origin + direction @ p`` in the input's physical space.
-    """
-    image.SetOrigin(tuple(float(v) for v in origin + direction @ np.asarray(image.GetOrigin())))
-    image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    return image
-
-
-def _shrink_factors(size, shrink_factor):
-    """Shrink factor per axis, capped so that every axis keeps at least 2 voxels."""
-    return [max(1, min(shrink_factor, s // 2)) for s in size]
-
-
-def _subsample(image, factors):
-    """Every ``factors[i]``-th voxel along axis ``i``, picked by index: what ``sitk.Shrink`` means to do.
-
-    The output has ``max(1, size // factor)`` voxels per axis, like ``sitk.Shrink``'s; voxel ``k``
-    is the input's voxel ``k * factor + factor // 2`` (the centre of its bin of ``factor`` voxels,
-    or the voxel just past it for an even factor), and its origin and spacing are that voxel's
-    position and ``factor`` times the input's spacing, so the geometry describes the voxels held.
-
-    ``sitk.Shrink`` itself is not used. It places the output's first voxel at the centre of the
-    first bin, maps that point back to an input index through physical space and rounds it
-    (``TransformPhysicalPointToIndex``), and keeps, for the whole volume, the voxels at that
-    offset. For an even factor the centre lies exactly halfway between two voxels, so the sign of a
-    rounding error of about 1e-16 in the round trip decides which of the two is kept, and that
-    error depends on the direction matrix, the spacing and the origin. Measured on a 40 x 40 x 10
-    volume shrunk by (2, 2, 1), at 1 mm in-plane: the x and y offsets kept are (1, 1) with the
-    identity direction and tilted by 0.1 degrees about z, (0, 1) at 1 degree, (0, 0) at 20; at
-    0.74 mm: (0, 0), (1, 0) at 0.1 degree, (1, 1) at 20. Whether a given tilt changes the voxels
-    is chance, and N4 fitted on other voxels gives another bias field. ``sitk.BinShrink`` works on
-    indices and is not affected, but it averages each bin; this function keeps voxels of the
-    volume itself, as the normalisation statistics need (see :class:`N4Resampler`, Notes).
-    """
-    size = image.GetSize()
-    start = [f // 2 for f in factors]
-    count = [max(1, s // f) for s, f in zip(size, factors, strict=True)]
-    stop = [b + f * (n - 1) + 1 for b, f, n in zip(start, factors, count, strict=True)]
-    return sitk.Slice(image, start, stop, [int(f) for f in factors])
-
-
-class _ImageProblem(ValueError):
-    """A problem with one image's contents, turned into a CohortError naming its patient and column."""
-
-
-def _body_foreground(image):
-    """Voxels above the triangle threshold (the body, not the air), as a ``uint8`` image.
-
-    The triangle method puts the threshold at the foot of the histogram's main peak, the air of an
-    MR volume, so that every tissue is kept. The whole volume where it leaves nothing (a constant
-    image).
-    """
-    array = sitk.GetArrayViewFromImage(image)
-    if array.min() == array.max():  # the threshold filters fail, at random, on a constant image
-        return image == image
-    foreground = sitk.TriangleThreshold(image, 0, 1, 256)
-    if not sitk.GetArrayViewFromImage(foreground).any():
-        foreground = foreground == 0
-    return foreground
-
-
-def _estimate_log_bias_field(image, shrink_factor=4, n_iterations=(50, 50, 50, 50)):
-    """Estimate N4's log bias field on a subsampled copy of `image` and evaluate it on `image`'s grid.
-
-    Parameters
-    ----------
-    image : SimpleITK.Image
-        A ``float32`` 3D image with positive intensities in the body.
-    shrink_factor : int, default=4
-        See :class:`N4Resampler`.
-    n_iterations : sequence of int, default=(50, 50, 50, 50)
-        See :class:`N4Resampler`.
-
-    Returns
-    -------
-    log_field : SimpleITK.Image
-        The log bias field on `image`'s full-resolution grid (divide the image by its exponential).
-    corrected : SimpleITK.Image
-        The full-resolution corrected image subsampled to the shrunk grid (:func:`_subsample`
-        keeps every `shrink_factor`-th voxel, so these are exactly voxels of the corrected volume).
-    foreground : SimpleITK.Image
-        The body foreground N4 was fitted on, on the shrunk grid.
-    """
-    factors = _shrink_factors(image.GetSize(), shrink_factor)
-    shrunk = _subsample(image, factors)
-    foreground = _body_foreground(shrunk) & (shrunk > 0)
-    if not sitk.GetArrayViewFromImage(foreground).any():
-        raise _ImageProblem(
-            "no voxel with a positive intensity: N4 needs positive intensities "
-            "(for an image that is already normalised, set bias_correction=False)"
-        )
-    n4 = sitk.N4BiasFieldCorrectionImageFilter()
-    n4.SetMaximumNumberOfIterations([int(n) for n in n_iterations])
-    n4.Execute(shrunk, foreground)
-    log_field = n4.GetLogBiasFieldAsImage(image)
-    return log_field, shrunk / sitk.Exp(_subsample(log_field, factors)), foreground
-
-
-def _roi_region(mask, margin_mm):
-    """Index ranges ``((x0, x1), (y0, y1), (z0, z1))`` of the ROI's bounding box plus the margin."""
-    size = mask.GetSize()
-    if margin_mm is None:
-        return tuple((0, s) for s in size)
-    array = sitk.GetArrayViewFromImage(mask)  # (z, y, x)
-    region = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != 2 - axis)
-        present = np.flatnonzero(array.any(axis=other))
-        margin = math.ceil(margin_mm / mask.GetSpacing()[axis] - 1e-9)
-        region.append(
-            (max(0, int(present[0]) - margin), min(size[axis], int(present[-1]) + 1 + margin))
-        )
-    return tuple(region)
-
-
-def _crop(image, region):
-    (x0, x1), (y0, y1), (z0, z1) = region
-    if (x0, y0, z0) == (0, 0, 0) and (x1, y1, z1) == image.GetSize():
-        return image
-    return image[x0:x1, y0:y1, z0:z1]
-
-
-def _resample(image, mask, spacing, interpolator):
-    """Resample image and mask onto one grid of `spacing` covering the image's extent, centred on it.
-
-    The output grid's axes are the image's own (its direction is kept), so each output voxel is a
-    fixed point of the input's index space. :func:`_preprocess_volume` calls it in the voxel frame
-    (identity direction, origin 0), where the index arithmetic is the same for every direction: a
-    nearest-neighbour sample that falls exactly between two mask voxels picks the same one.
-    """
-    old_spacing = np.asarray(image.GetSpacing())
-    new_spacing = np.asarray(spacing)
-    old_size = np.asarray(image.GetSize())
-    new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    centre = np.asarray(image.GetOrigin()) + direction @ ((old_size - 1) / 2 * old_spacing)
-    origin = centre - direction @ ((new_size - 1) / 2 * new_spacing)
-
-    resampler = sitk.ResampleImageFilter()
-    resampler.SetSize([int(s) for s in new_size])
-    resampler.SetOutputSpacing([float(s) for s in new_spacing])
-    resampler.SetOutputOrigin([float(o) for o in origin])
-    resampler.SetOutputDirection(image.GetDirection())
-    resampler.SetUseNearestNeighborExtrapolator(True)
-
-    resampler.SetInterpolator(interpolator)
-    resampler.SetOutputPixelType(sitk.sitkFloat32)
-    image = resampler.Execute(image)
-    resampler.SetInterpolator(sitk.sitkNearestNeighbor)
-    resampler.SetOutputPixelType(sitk.sitkUInt8)
-    return image, resampler.Execute(mask)

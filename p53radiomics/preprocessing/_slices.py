@@ -6,11 +6,11 @@ from numbers import Integral
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from ..exceptions import CohortError
 from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns
-from ._base import Interval, StrOptions, _StatelessCohortTransformer
+from ..utils._cohort_step import CohortStep
+from ..utils._sklearn import Interval, StrOptions
 
 __all__ = ["LargestSliceCropper"]
 
@@ -21,7 +21,7 @@ __all__ = ["LargestSliceCropper"]
 CROP_ORIENTATION = "LPS"
 
 
-class LargestSliceCropper(_StatelessCohortTransformer):
+class LargestSliceCropper(CohortStep):
     """The axial slice with the largest ROI of each phase, cropped around the ROI and resized.
 
     Per patient and phase, as in the study: the axial slice where the ROI has the most voxels; the
@@ -69,6 +69,10 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         that their contrast is kept) minus its mean, divided by its standard deviation (a constant
         crop is only centred), as the study normalised each channel. ``None`` keeps the
         intensities of the input.
+    n_jobs : int or None, default=None
+        Patients cropped in parallel, through joblib (loky processes by default). ``None`` means 1
+        unless in a :func:`joblib.parallel_config` context; ``-1`` uses every core. The crops do
+        not depend on `n_jobs` or the backend.
     on_error : {"raise", "skip"}, default="raise"
         ``"raise"``: the first bad case raises :class:`~p53radiomics.exceptions.CohortError` naming
         the patient and the column (a missing or unreadable file, an empty mask, an image with NaN
@@ -119,9 +123,9 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         "size": [Interval(Integral, 1, None, closed="left")],
         "context_slices": [Interval(Integral, 0, None, closed="left")],
         "normalization": [StrOptions({"zscore"}), None],
-        "on_error": [StrOptions({"raise", "skip"})],
-        "verbose": ["verbose"],
+        **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
+    _progress = ("LargestSliceCropper", "case")
 
     def __init__(
         self,
@@ -131,6 +135,7 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         size=256,
         context_slices=0,
         normalization="zscore",
+        n_jobs=None,
         on_error="raise",
         verbose=0,
     ):
@@ -139,6 +144,7 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         self.size = size
         self.context_slices = context_slices
         self.normalization = normalization
+        self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
 
@@ -170,31 +176,47 @@ class LargestSliceCropper(_StatelessCohortTransformer):
         """
         self._start_transform(X)
         phases = tuple(self.phases)
-        image_columns = {pc.phase: pc.image for pc in phase_columns(X, phases)}
         depth = 2 * self.context_slices + 1
+        results = self._run_cases(X, list(X.index), phase_columns(X, phases))
         crops = np.empty((len(X), len(phases), depth, self.size, self.size), dtype=np.float32)
-        skipped = {}
-        patients = tqdm(X.index, desc="LargestSliceCropper", unit="case", disable=not self.verbose)
-        for i, patient_id in enumerate(patients):
-            try:
-                case = load_case(X, patient_id, phases)
-                for j, phase in enumerate(phases):
-                    image, mask = case[phase]
-                    check_voxel_values(image, patient_id=patient_id, column=image_columns[phase])
-                    crops[i, j] = _largest_slice_crop(
-                        *_oriented(image, mask), self.margin, self.size, self.context_slices
-                    )
-            except CohortError as error:
-                if self.on_error == "raise":
-                    raise
-                skipped[patient_id] = (error.column, str(error))
-                crops[i] = np.nan
-        self._record_skipped(X, skipped, "their crops are NaN")
+        for i, patient_id in enumerate(X.index):
+            crop = results[patient_id]
+            crops[i] = np.nan if isinstance(crop, CohortError) else crop
+        outcomes = ((patient_id, results[patient_id]) for patient_id in X.index)
+        self._record_skipped(*self._skipped_patients(X, outcomes, "their crops are NaN"))
         if self.normalization == "zscore":
             mean = crops.mean(axis=(2, 3, 4), keepdims=True, dtype=np.float64)
             std = crops.std(axis=(2, 3, 4), keepdims=True, dtype=np.float64)
             crops = ((crops - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
         return crops.reshape(len(X), len(phases) * depth, self.size, self.size)
+
+    # The hooks of CohortStep's case loop: a case is a patient, its context the phase columns.
+    def _case_worker(self):
+        return _crop_case
+
+    def _case_args(self, X, patient_id, key, cache, phase_cols):
+        columns = list(dict.fromkeys(c for pc in phase_cols for c in (pc.image, pc.mask)))
+        settings = (self.margin, self.size, self.context_slices)
+        return X.loc[[patient_id], columns], patient_id, phase_cols, settings
+
+
+def _crop_case(row, patient_id, phase_cols, settings):
+    """The crops of one patient, every phase, as ``(n_phases, 2k + 1, size, size)``; or a CohortError.
+
+    Runs in a joblib worker (a process, a thread or a dask worker); `row` is the patient's row of
+    the cohort table, with the image and mask columns of `phase_cols` only.
+    """
+    margin, size, context = settings
+    try:
+        case = load_case(row, patient_id, tuple(pc.phase for pc in phase_cols))
+        crops = []
+        for pc in phase_cols:
+            image, mask = case[pc.phase]
+            check_voxel_values(image, patient_id=patient_id, column=pc.image)
+            crops.append(_largest_slice_crop(*_oriented(image, mask), margin, size, context))
+    except CohortError as error:
+        return error
+    return np.stack(crops)
 
 
 def _oriented(image, mask):

@@ -1,29 +1,18 @@
-"""RadiomicsExtractor: PyRadiomics on the tumour ROI of each phase, in parallel and cached.
+"""RadiomicsExtractor: PyRadiomics on the tumour ROI of each phase, in parallel and cached."""
 
-The private scikit-learn helpers this sub-package needs (``_fit_context`` and the parameter
-constraint classes) are imported here and nowhere else in it.
-"""
-
-import logging
 import os
-import warnings
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..cache import CaseCache, fingerprint
-from ..exceptions import CohortError, SkippedCaseWarning
+from ..cache import CaseCache
+from ..exceptions import CohortError
 from ..io import DEFAULT_PHASES, phase_columns, validate_cohort
-from ..utils._parallel import parallel_map
-from ..utils._sklearn import StrOptions, _fit_context
+from ..utils._cohort_step import CohortStep
 from ._params import feature_names, load_params
-from ._worker import _check_result, _extract_phase
+from ._worker import check_result, extract_phase
 
 __all__ = ["RadiomicsExtractor"]
-
-logger = logging.getLogger(__name__)
 
 #: Format version of the cache entries; raise it when an entry's content changes meaning.
 _CACHE_VERSION = 1
@@ -33,7 +22,7 @@ _CACHE_NAMESPACE = "radiomics"
 # --------------------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------------------
-class RadiomicsExtractor(TransformerMixin, BaseEstimator):
+class RadiomicsExtractor(CohortStep):
     """Extract PyRadiomics features from the tumour ROI of each phase of a cohort table.
 
     A stateless transformer: ``fit`` learns nothing, and ``transform`` runs PyRadiomics on every
@@ -81,6 +70,10 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
+    feature_names_in_ : ndarray of str
+        Columns of the table seen in ``fit`` (only after ``fit``).
+    n_features_in_ : int
+        Number of those columns (only after ``fit``).
     skipped_ : pandas.DataFrame
         Set by ``transform``: one row per (patient, phase) its last call left out under
         ``on_error="skip"`` (index: patient id; columns ``phase``, ``column``, the cell at fault,
@@ -146,11 +139,12 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         "phases": [list, tuple],
         "params": [None, dict, str, os.PathLike],
         "cache_dir": [None, str, os.PathLike],
-        "n_jobs": [None, Integral],
-        "on_error": [StrOptions({"raise", "skip"})],
-        "verbose": ["verbose"],
         "passthrough": [list, tuple],
+        **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
+    _fixed_output = False  # a table of float features: scikit-learn's set_output applies
+    _progress = ("radiomics", "case")
+    _verb = "extract"
 
     def __init__(
         self,
@@ -171,26 +165,12 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.passthrough = passthrough
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check the parameters and the cohort table's columns; nothing is learnt.
+    def _check_settings(self):
+        return load_params(self.params)
 
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Cohort table (see :mod:`p53radiomics.io`). Images are not read here.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : object
-            The step itself.
-        """
-        load_params(self.params)
+    def _check_table(self, X):
         validate_cohort(X, self.phases, check_images=False)
         self._check_passthrough(X)
-        return self
 
     def transform(self, X):
         """Extract the features of every patient and phase.
@@ -213,79 +193,36 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         CohortError
             Under ``on_error="raise"``, on the first case that fails, naming its patient and phase.
         """
-        self._validate_params()
-        params = load_params(self.params)
-        validate_cohort(X, self.phases, check_images=False)
+        params = self._start_transform(X)
         columns = phase_columns(X, self.phases)
         names = feature_names(params)
         phases = [c.phase for c in columns]
         passthrough = self._check_passthrough(X, [f"{p}_{n}" for p in phases for n in names])
 
-        cache = (
-            CaseCache(self.cache_dir, _CACHE_NAMESPACE, _CACHE_VERSION)
-            if self.cache_dir is not None
-            else None
-        )
-        cache_params = {"params": params, "pyradiomics": _pyradiomics_version()}
-        results = {}  # (row, phase index) -> (features, diagnostics)
-        todo = []  # (row, phase index, cache key, one-row table)
-        for row in range(len(X)):
-            for j, (_, image_col, mask_col) in enumerate(columns):
-                image_cell, mask_cell = (
-                    X.iat[row, X.columns.get_loc(image_col)],
-                    X.iat[row, X.columns.get_loc(mask_col)],
-                )
-                key = _cache_key(cache, image_cell, mask_cell, cache_params)
-                entry = cache.load(key) if key is not None else None
-                if entry is not None:
-                    results[(row, j)] = (entry["features"], entry["diagnostics"])
-                    continue
-                case = pd.DataFrame(
-                    {image_col: [image_cell], mask_col: [mask_cell]}, index=X.index[row : row + 1]
-                )
-                todo.append((row, j, key, case))
-
-        self.cache_hits_ = len(results)
-        # one record per call, whatever the verbosity: what a grid search recomputed can be counted
-        logger.debug(
-            "RadiomicsExtractor: %d (case, phase) pairs to extract, %d read from the cache",
-            len(todo),
-            len(results),
-        )
-        if results:
-            logger.info(
-                "RadiomicsExtractor: %d of %d extractions read from the cache",
-                len(results),
-                len(results) + len(todo),
-            )
-        skipped = []
-        if todo:
-            skipped = self._run(todo, X.index, phases, params, names, cache, cache_params, results)
-        self.cache_misses_ = len(todo)
+        context = {
+            "index": X.index,
+            "columns": columns,
+            "params": params,
+            "names": names,
+            "cache_params": {"params": params, "pyradiomics": _pyradiomics_version()},
+        }
+        cases = [(row, j) for row in range(len(X)) for j in range(len(columns))]
+        results = self._run_cases(X, cases, context)
 
         values = np.full((len(X), len(phases) * len(names)), np.nan, dtype=np.float64)
         diagnostics = {}  # (phase index, name) -> {row: value}
-        for (row, j), (features, diag) in results.items():
+        skipped = []  # (row, phase, column, reason), in the table's order
+        # in the order of `results` (the cache's hits, then the extractions): that of the diagnostics
+        for (row, j), result in results.items():
+            if isinstance(result, CohortError):
+                skipped.append((row, phases[j], result.column, result.reason))
+                continue
+            features, diag = result
             values[row, j * len(names) : (j + 1) * len(names)] = [features[n] for n in names]
             for name, value in diag.items():
                 diagnostics.setdefault((j, name), {})[row] = value
         self.diagnostics_ = self._diagnostics_frame(diagnostics, X.index, phases)
-        self.skipped_ = pd.DataFrame(
-            [s[1:] for s in skipped],
-            index=X.index[[s[0] for s in skipped]].rename("patient_id"),
-            columns=["phase", "column", "reason"],
-        )
-        if skipped:
-            shown = "; ".join(
-                f"patient {X.index[r]!r}, phase {ph!r}: {why}" for r, ph, _, why in skipped[:5]
-            )
-            more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            warnings.warn(
-                f"RadiomicsExtractor skipped {len(skipped)} of {len(X) * len(phases)} (patient, phase) extractions, "
-                f"whose features are NaN (see skipped_): {shown}{more}",
-                SkippedCaseWarning,
-                stacklevel=2,
-            )
+        self._record_skipped(*_skipped_extractions(X, skipped, len(phases)))
         columns_out = [f"{phase}_{name}" for phase in phases for name in names]
         features = pd.DataFrame(values, index=X.index.copy(), columns=columns_out)
         if passthrough:
@@ -313,40 +250,59 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
                 raise ValueError(f"passthrough column {name!r} has the name of a feature")
         return list(names)
 
-    def _run(self, todo, index, phases, params, names, cache, cache_params, results):
-        """Extract the cases of `todo` (in parallel), check them, cache them; return the skipped ones."""
-        from tqdm.auto import tqdm
+    # The hooks of CohortStep's case loop: a case is (row, phase index), its context a dict.
+    def _open_cache(self):
+        if self.cache_dir is None:
+            return None
+        return CaseCache(self.cache_dir, _CACHE_NAMESPACE, _CACHE_VERSION)
 
-        verbose = int(self.verbose)
-        outcomes = parallel_map(
-            _extract_phase,
-            [(case, index[row], phases[j], params, verbose) for row, j, _, case in todo],
-            n_jobs=self.n_jobs,
-        )
-        skipped = []
-        progress = tqdm(total=len(todo), desc="radiomics", unit="case", disable=verbose < 1)
+    def _case_key(self, X, case, cache, context, memo):
+        """The cache key of a case, or None if a cell cannot be hashed.
+
+        A cell that cannot be hashed (a missing file, an empty cell) is extracted, and so reported
+        by :mod:`p53radiomics.io` with its patient id and column.
+        """
+        row, j = case
+        _, image_col, mask_col = context["columns"][j]
         try:
-            for (row, j, key, _), outcome in zip(todo, outcomes, strict=True):
-                progress.update()
-                patient_id, phase = index[row], phases[j]
-                try:
-                    if outcome[0] == "error":
-                        raise outcome[1]
-                    _, features, diagnostics, messages = outcome
-                    _check_result(features, names, messages, patient_id, phase)
-                except CohortError as exc:
-                    if self.on_error == "raise":
-                        raise
-                    skipped.append((row, phase, exc.column, exc.reason))
-                    continue
-                results[(row, j)] = (features, diagnostics)
-                if key is not None:
-                    cache.save(key, {"features": features, "diagnostics": diagnostics})
-        finally:
-            progress.close()
-            if hasattr(outcomes, "close"):
-                outcomes.close()  # on an error: stop the extractions still queued
-        return skipped
+            return cache.key(
+                *(
+                    self._cell_fingerprint(X.iat[row, X.columns.get_loc(c)], X.index[row], c, memo)
+                    for c in (image_col, mask_col)
+                ),
+                params=context["cache_params"],
+            )
+        except Exception:
+            return None
+
+    def _log_cache_use(self, log, cache, hits, n_cases):
+        if hits:  # whatever the verbosity
+            log.info("RadiomicsExtractor: %d of %d extractions read from the cache", hits, n_cases)
+
+    def _cached_result(self, cache, key):
+        entry = cache.load(key)
+        return None if entry is None else (entry["features"], entry["diagnostics"])
+
+    def _case_worker(self):
+        return extract_phase
+
+    def _case_args(self, X, case, key, cache, context):
+        row, j = case
+        phase, image_col, mask_col = context["columns"][j]
+        cells = {c: [X.iat[row, X.columns.get_loc(c)]] for c in (image_col, mask_col)}
+        one_row = pd.DataFrame(cells, index=X.index[row : row + 1])
+        return one_row, X.index[row], phase, context["params"], int(self.verbose)
+
+    def _case_result(self, case, key, outcome, cache, context):
+        row, j = case
+        if outcome[0] == "error":
+            raise outcome[1]
+        _, features, diagnostics, messages = outcome
+        patient_id, phase = context["index"][row], context["columns"][j].phase
+        check_result(features, context["names"], messages, patient_id, phase)
+        if key is not None:
+            cache.save(key, {"features": features, "diagnostics": diagnostics})
+        return features, diagnostics
 
     @staticmethod
     def _diagnostics_frame(diagnostics, index, phases):
@@ -391,14 +347,6 @@ class RadiomicsExtractor(TransformerMixin, BaseEstimator):
         out = [f"{phase}_{name}" for phase in phases for name in names]
         return np.asarray(out + self._check_passthrough(None, out), dtype=object)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = True
-        tags.input_tags.string = True
-        tags.transformer_tags.preserves_dtype = []
-        return tags
-
 
 def _pyradiomics_version():
     import radiomics
@@ -406,15 +354,19 @@ def _pyradiomics_version():
     return radiomics.__version__
 
 
-def _cache_key(cache, image_cell, mask_cell, cache_params):
-    """The cache key of one (image, mask) pair, or None without a cache or if a cell cannot be hashed.
-
-    A cell that cannot be hashed (a missing file, an empty cell) is extracted, and so reported by
-    :mod:`p53radiomics.io` with its patient id and column.
-    """
-    if cache is None:
-        return None
-    try:
-        return cache.key(fingerprint(image_cell), fingerprint(mask_cell), params=cache_params)
-    except Exception:
-        return None
+def _skipped_extractions(X, skipped, n_phases):
+    """``skipped_`` and its warning from ``(row, phase, column, reason)`` tuples in table order."""
+    table = pd.DataFrame(
+        [s[1:] for s in skipped],
+        index=X.index[[s[0] for s in skipped]].rename("patient_id"),
+        columns=["phase", "column", "reason"],
+    )
+    shown = "; ".join(
+        f"patient {X.index[r]!r}, phase {ph!r}: {why}" for r, ph, _, why in skipped[:5]
+    )
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    message = (
+        f"RadiomicsExtractor skipped {len(skipped)} of {len(X) * n_phases} (patient, phase) "
+        f"extractions, whose features are NaN (see skipped_): {shown}{more}"
+    )
+    return table, message

@@ -18,6 +18,8 @@ from ..utils._parallel import SharedSetting
 from ..utils._sitk import one_sitk_thread
 from ._params import params_key
 
+__all__ = ["check_result", "extract_phase"]
+
 
 class _Collector(logging.Handler):
     """Keeps PyRadiomics's warnings and errors of one extraction, to explain a failure with them.
@@ -113,7 +115,7 @@ def _pyradiomics_extractor(params):
     return extractor
 
 
-def _extract_phase(case, patient_id, phase, params, verbose):
+def extract_phase(case, patient_id, phase, params, verbose):
     """Read one phase of one patient through :mod:`p53radiomics.io` and run PyRadiomics on it.
 
     The geometry of image and mask is checked by :func:`~p53radiomics.io.load_case`, with the
@@ -154,7 +156,7 @@ def _extract_phase(case, patient_id, phase, params, verbose):
     return ("ok", features, diagnostics, list(dict.fromkeys(messages)))
 
 
-def _check_result(features, names, messages, patient_id, phase):
+def check_result(features, names, messages, patient_id, phase):
     """Raise CohortError unless `features` holds a finite value for every name and nothing else."""
     said = f"; PyRadiomics said: {' | '.join(messages[:3])}" if messages else ""
     missing = [n for n in names if n not in features]
