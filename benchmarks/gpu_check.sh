@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one GPU check of p53radiomics.deep, in at most 9 minutes: every test of
-# tests/test_deep_cuda.py, a profile of the training step, then bench_cnn.py (samples/s, backbone
+# tests/deep/test_cuda.py, a profile of the training step, then bench_cnn.py (samples/s, backbone
 # images/s, TFLOP/s and share of the measured bf16 matrix rate, peak memory; six backbones x
 # {FF, MC} at 256x256, batch 32 then 64, skorch's TF32 baseline against ours; then strict fp32;
 # then ours without the graph and with compile=True, as far as time allows).
@@ -87,8 +87,8 @@ step() { [[ " $STEPS " == *" $1 "* ]]; }
 # 2. Every CUDA test (each reported as it ends; the compiled-branches one last).
 tests_rc=0
 if step tests; then
-    echo "== pytest tests/test_deep_cuda.py (elapsed ${SECONDS}s)"
-    timeout 220 "$PY" -m pytest -v -rs -p no:cacheprovider --durations=10 tests/test_deep_cuda.py \
+    echo "== pytest tests/deep/test_cuda.py (elapsed ${SECONDS}s)"
+    timeout 220 "$PY" -m pytest -v -rs -p no:cacheprovider --durations=10 tests/deep/test_cuda.py \
         2>&1 | tee "$OUT/pytest_cuda.txt"
     tests_rc=${PIPESTATUS[0]}
     echo "pytest exit status: $tests_rc (elapsed ${SECONDS}s)"

@@ -46,13 +46,13 @@ IMAGE_LEVEL = {
 # Estimators neither kind of check can feed -> (test module, the class it tests, why).
 OTHER = {
     "SkorchCNNFeaturizer": (
-        "test_deep_featurizer",
+        "deep/test_featurizer",
         "SkorchCNNFeaturizer",
         "takes 4-D crops (two_d_array=False), for which parametrize_with_checks yields no check; the "
         "module runs the data-free checks and its own clone, pickle, not-fitted and seeding tests",
     ),
     "CNNNet": (
-        "test_deep_featurizer",
+        "deep/test_featurizer",
         "SkorchCNNFeaturizer",
         "the skorch network inside SkorchCNNFeaturizer, tested through it",
     ),

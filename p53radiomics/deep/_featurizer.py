@@ -173,7 +173,7 @@ class SkorchCNNFeaturizer(ClassifierMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     The input is a 4-D array, so scikit-learn's common estimator checks, which build 2-D arrays,
-    do not apply; ``tests/test_deep_featurizer.py`` runs the checks that need no data and the
+    do not apply; ``tests/deep/test_featurizer.py`` runs the checks that need no data and the
     equivalent ones on crops.
 
     Examples

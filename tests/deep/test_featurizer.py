@@ -34,9 +34,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.dataset import Dataset
-
-# Autouse fixtures shared by the deep-learning tests: one torch thread, seeded torch and numpy.
-from test_deep_backbones import _one_torch_thread, _seed  # noqa: F401
 from torch.utils.data import Subset
 
 from p53radiomics.deep import SkorchCNNFeaturizer
@@ -45,22 +42,8 @@ from p53radiomics.deep._net import ArrayBatches
 from p53radiomics.plotting import GradCAMDisplay
 
 CLASSES = np.array(["mutant", "wild"])  # sorted, so "mutant" is classes_[0]
-SIZE = 64
+SIZE = 64  # the side of make_toy's crops (tests/deep/conftest.py)
 HALF = SIZE // 2
-
-
-def make_toy(n, seed=0, side=14):
-    """Crops (n, 3, 64, 64), labels, the quadrant of each square (0..3, -1 without square)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 3, SIZE, SIZE)).astype(np.float32)
-    y = np.where(np.arange(n) % 2 == 0, "mutant", "wild")
-    quadrant = np.full(n, -1)
-    for i in np.flatnonzero(y == "mutant"):
-        quadrant[i] = rng.integers(0, 4)
-        r0 = (quadrant[i] // 2) * HALF + (HALF - side) // 2 + rng.integers(-2, 3)
-        c0 = (quadrant[i] % 2) * HALF + (HALF - side) // 2 + rng.integers(-2, 3)
-        X[i, :, r0 : r0 + side, c0 : c0 + side] += np.array([4.0, 3.0, 2.0])[:, None, None]
-    return X, y, quadrant
 
 
 def tiny(n=8, seed=0, size=32):
@@ -75,7 +58,7 @@ def quick(**params):
 
 
 @pytest.fixture(scope="module")
-def toy():
+def toy(make_toy):
     return make_toy(32)
 
 
@@ -96,7 +79,7 @@ def fitted_mc(toy):
 
 
 @pytest.fixture(scope="module")
-def fitted_ff():
+def fitted_ff(make_toy):
     X, y, quadrant = make_toy(24, seed=1)
     cnn = SkorchCNNFeaturizer(
         mode="ff",
@@ -459,16 +442,8 @@ def test_state_of_a_cuda_net_loads_on_cpu_without_warning(recwarn):
 # ----------------------------------------------------------------------------- 2.5D crops
 
 
-def tiny25(n=8, seed=0, size=32):
-    """2.5D crops: three phases of three slices each, phase after phase (nine channels)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 9, size, size)).astype(np.float32)
-    X += np.arange(9, dtype=np.float32)[:, None, None]  # every channel its own level
-    return X, np.arange(n) % 2
-
-
 @pytest.fixture(scope="module")
-def fitted_25d_ff():
+def fitted_25d_ff(tiny25):
     X, y = tiny25()
     return quick(mode="ff", n_phases=3).fit(X, y), X, y
 
@@ -499,7 +474,7 @@ def test_25d_ff_one_branch_per_phase_of_its_slices(fitted_25d_ff):
     assert not np.allclose(before[:, width : 2 * width], after[:, width : 2 * width])
 
 
-def test_25d_mc_all_channels_into_one_backbone():
+def test_25d_mc_all_channels_into_one_backbone(tiny25):
     X, y = tiny25()
     cnn = quick(mode="mc", n_phases=3).fit(X, y)
     assert cnn.net_.module_.branches[0].conv1.in_channels == 9
@@ -532,7 +507,7 @@ def test_25d_grad_cam_per_phase_and_its_display(fitted_25d_ff):
     plt.close(joint.figure_)
 
 
-def test_25d_channels_must_split_into_phases():
+def test_25d_channels_must_split_into_phases(tiny25):
     X, y = tiny25()
     with pytest.raises(ValueError, match="9 channels, which n_phases=2 does not divide"):
         quick(n_phases=2).fit(X, y)

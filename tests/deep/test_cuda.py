@@ -20,9 +20,6 @@ from skorch.callbacks import LRScheduler
 from skorch.dataset import Dataset
 
 # Autouse fixtures shared by the deep-learning tests: one torch thread, seeded torch and numpy.
-from test_deep_backbones import _one_torch_thread, _seed  # noqa: F401
-from test_deep_featurizer import make_toy, tiny25
-
 from p53radiomics.deep import CUDAGraphWarning, SkorchCNNFeaturizer
 from p53radiomics.deep._modules import FeatureFusionNet
 from p53radiomics.deep._net import ArrayBatches, CNNNet, cuda_flags
@@ -31,7 +28,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.fixture(scope="module")
-def toy():
+def toy(make_toy):
     return make_toy(32)
 
 
@@ -172,7 +169,7 @@ def test_newer_backbones_train_and_explain_on_cuda(backbone, mode, toy):
     assert 0 <= maps.min() and maps.max() <= 1
 
 
-def test_25d_ff_on_cuda():
+def test_25d_ff_on_cuda(tiny25):
     X, y = tiny25(n=16)
     cnn = SkorchCNNFeaturizer(
         mode="ff", n_phases=3, n_components=2, max_epochs=1, batch_size=8, random_state=0
@@ -221,7 +218,7 @@ def fit_seeded(net, X, y):
         return net.fit(X, y.astype(np.int64))
 
 
-def test_graphed_step_gives_the_eager_step_loss_within_bf16_tolerance():
+def test_graphed_step_gives_the_eager_step_loss_within_bf16_tolerance(make_toy):
     X, y, _ = make_toy(40)  # 5 batches of 8: 3 warm-up steps, the captured one, one more
     y = (y == "mutant").astype(np.int64)
     eager = fit_seeded(cuda_net(cuda_graph=False), X, y)
@@ -248,7 +245,7 @@ class _Freeze(torch.optim.lr_scheduler.LambdaLR):
             self.frozen = [p.detach().clone() for p in self.optimizer.param_groups[0]["params"]]
 
 
-def test_graph_follows_the_learning_rate_scheduler():
+def test_graph_follows_the_learning_rate_scheduler(make_toy):
     X, y, _ = make_toy(40)
     y = (y == "mutant").astype(np.int64)
     schedule = LRScheduler(_Freeze)
@@ -260,7 +257,7 @@ def test_graph_follows_the_learning_rate_scheduler():
         assert torch.equal(before, after)
 
 
-def test_ragged_last_batch_runs_eagerly_beside_the_graph():
+def test_ragged_last_batch_runs_eagerly_beside_the_graph(make_toy):
     X, y, _ = make_toy(30)  # 8, 8, 8 and a ragged 6 in every epoch
     cnn = SkorchCNNFeaturizer(
         mode="ff", n_components=2, max_epochs=4, batch_size=8, augment=True, random_state=0
@@ -306,7 +303,7 @@ class _Uncapturable(FeatureFusionNet):
 
 
 @pytest.mark.parametrize("failure", [_sync, _query, _raise], ids=["host-sync", "query", "raise"])
-def test_step_that_cannot_be_captured_trains_eagerly_after_one_warning(failure, recwarn):
+def test_step_that_cannot_be_captured_trains_eagerly_after_one_warning(make_toy, failure, recwarn):
     X, y, _ = make_toy(40)
     y = (y == "mutant").astype(np.int64)
     _Uncapturable.failure = staticmethod(failure)
@@ -340,7 +337,7 @@ def test_ff_branches_on_concurrent_streams_give_the_sequential_features(fitted_c
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_compiled_branches_train_inside_the_graph():
+def test_compiled_branches_train_inside_the_graph(make_toy):
     X, y, _ = make_toy(40)
     y = (y == "mutant").astype(np.int64)
     net = fit_seeded(cuda_net(compile_branches=True, max_epochs=2), X, y)

@@ -2,7 +2,7 @@
 losses read from the device once per epoch, CUDA-graph machinery skipped cleanly, ``compile``.
 
 The CUDA side (the captured training step, concurrent FF branches, the fallback) is tested in
-``tests/test_deep_cuda.py``, which ``benchmarks/gpu_check.sh`` runs on a GPU machine.
+``tests/deep/test_cuda.py``, which ``benchmarks/gpu_check.sh`` runs on a GPU machine.
 """
 
 import io
@@ -19,8 +19,6 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import ValidSplit
 
 # Autouse fixtures shared by the deep-learning tests: one torch thread, seeded torch and numpy.
-from test_deep_backbones import _one_torch_thread, _seed  # noqa: F401
-
 from p53radiomics.deep import CUDAGraphWarning, SkorchCNNFeaturizer
 from p53radiomics.deep._batches import ArrayBatches as MovedArrayBatches
 from p53radiomics.deep._modules import FeatureFusionNet, MultiChannelNet

@@ -32,23 +32,6 @@ STUDY = {
 NEW = {"efficientnet_v2_s": 1280, "convnext_tiny": 768, "swin_t": 768, "vit_b_16": 768}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Also imported, with _seed, by the other tests/test_deep_*.py modules.
-    # On a shared 2-core machine, two OpenMP threads that spin while waiting for each other run
-    # these small convolutions 3-10 times slower than one thread does.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    np.random.seed(0)  # noqa: NPY002 - the legacy global state, which libraries may draw from
-
-
 def test_registry_keeps_the_study_widths_and_adds_torchvision_families():
     assert {name: BACKBONES[name] for name in STUDY} == STUDY
     assert {name: BACKBONES[name] for name in NEW} == NEW
