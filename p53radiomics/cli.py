@@ -29,13 +29,20 @@ def _demo(args):
     return 0
 
 
+def _phases(args):
+    """--phases, or the study's phases (imported here: ``--help`` loads no image library)."""
+    from .io import DEFAULT_PHASES
+
+    return list(args.phases or DEFAULT_PHASES)
+
+
 def _read(args):
     from .io import read_cohort_csv
 
     return read_cohort_csv(
         args.cohort,
         id_column=args.id_column,
-        phases=args.phases,
+        phases=_phases(args),
         label=getattr(args, "label", None),
     )
 
@@ -47,7 +54,7 @@ def _prepare(args, X, y, required_columns=()):
     X, y, skipped = prepare_cohort(
         X,
         y,
-        args.phases,
+        _phases(args),
         required_columns=required_columns,
         on_error=args.on_error,
         pos_label=_positive(args, y),
@@ -74,9 +81,8 @@ def _positive(args, y):
 def _fit(args):
     import joblib
 
-    from .metrics import youden_threshold
-    from .pipeline import branch_scores
-    from .study import MODEL_NAMES, PREOPERATIVE_COLUMNS, profile_pipeline
+    from .pipeline import fit_thresholds
+    from .study import PREOPERATIVE_COLUMNS, profile_pipeline
 
     start = time.perf_counter()
     X, y = _read(args)
@@ -88,7 +94,7 @@ def _fit(args):
     model = profile_pipeline(
         args.profile,
         clinical,
-        phases=args.phases,
+        phases=_phases(args),
         cache_dir=cache,
         n_jobs=args.n_jobs,
         random_state=args.random_state,
@@ -102,10 +108,7 @@ def _fit(args):
         flush=True,
     )
     model.fit(X, y)
-    scores = branch_scores(model, X)
-    model.p53radiomics_thresholds_ = {
-        MODEL_NAMES[k]: float(youden_threshold(y, v)) for k, v in scores.items()
-    }
+    fit_thresholds(model, X, y)  # chosen on this cohort, stored with the model
     joblib.dump(model, out)
     print(f"Wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -123,7 +126,7 @@ def _evaluate(args):
         X,
         y,
         args.out,
-        phases=args.phases,
+        phases=_phases(args),
         on_error=args.on_error,
         pos_label=_positive(args, y),
     )
@@ -146,8 +149,7 @@ def _predict(args):
     import joblib
     import pandas as pd
 
-    from .pipeline import branch_scores, fitted_clinical_columns
-    from .study import use_cache
+    from .pipeline import branch_scores, decision_thresholds, fitted_clinical_columns, use_cache
 
     X = _read(args)
     model = joblib.load(args.model)
@@ -155,10 +157,8 @@ def _predict(args):
     model = use_cache(model, None)  # predictions only: nothing cached anywhere
     scores = branch_scores(model, X)
     table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)
-    table["prediction"] = (
-        table["p_combined"]
-        >= getattr(model, "p53radiomics_thresholds_", {}).get("Combined model", 0.5)
-    ).astype(int)
+    threshold = (decision_thresholds(model) or {}).get("combined", 0.5)
+    table["prediction"] = (table["p_combined"] >= threshold).astype(int)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out)
@@ -193,8 +193,8 @@ def _add_cohort_arguments(parser, label=True):
     parser.add_argument(
         "--phases",
         nargs="+",
-        default=["ap", "pvp", "dp"],
-        help="phase columns (default: %(default)s)",
+        default=None,  # the study's phases, p53radiomics.io.DEFAULT_PHASES (see _phases)
+        help="phase columns (default: the study's three, ap pvp dp)",
     )
     parser.add_argument(
         "--on-error",
@@ -204,18 +204,8 @@ def _add_cohort_arguments(parser, label=True):
     )
 
 
-def build_parser():
-    """The argument parser of the ``p53radiomics`` command (one sub-command per job)."""
-    from ._version import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="p53radiomics",
-        description="Predict P53 mutation in hepatocellular carcinoma from three-phase contrast MRI "
-        "(clinical + radiomics + CNN models fused in one scikit-learn Pipeline).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_demo(commands):
+    """The ``demo`` sub-command."""
     demo = commands.add_parser(
         "demo",
         help="run the whole study on the embedded synthetic cohort",
@@ -252,6 +242,9 @@ def build_parser():
     )
     demo.set_defaults(func=_demo)
 
+
+def _add_fit(commands):
+    """The ``fit`` sub-command."""
     fit = commands.add_parser(
         "fit",
         help="fit the combined model on your cohort",
@@ -301,6 +294,9 @@ def build_parser():
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     fit.set_defaults(func=_fit)
 
+
+def _add_evaluate(commands):
+    """The ``evaluate`` sub-command."""
     evaluate = commands.add_parser(
         "evaluate",
         help="external validation of a fitted model",
@@ -314,6 +310,9 @@ def build_parser():
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.set_defaults(func=_evaluate)
 
+
+def _add_predict(commands):
+    """The ``predict`` sub-command."""
     predict = commands.add_parser(
         "predict",
         help="predict P53 mutation for new patients",
@@ -326,6 +325,22 @@ def build_parser():
     _add_cohort_arguments(predict, label=False)
     predict.add_argument("--out", required=True, help="the predictions CSV to write")
     predict.set_defaults(func=_predict)
+
+
+def build_parser():
+    """The argument parser of the ``p53radiomics`` command (one sub-command per job)."""
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="p53radiomics",
+        description="Predict P53 mutation in hepatocellular carcinoma from three-phase contrast MRI "
+        "(clinical + radiomics + CNN models fused in one scikit-learn Pipeline).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for add in (_add_demo, _add_fit, _add_evaluate, _add_predict):
+        add(commands)
     return parser
 
 

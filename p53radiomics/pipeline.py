@@ -1,12 +1,28 @@
-"""The study's combined model as one scikit-learn Pipeline, from image files to a fused probability."""
+"""The study's combined model as one scikit-learn Pipeline, from image files to a fused probability.
+
+The builders are here; what callers need to know about a *fitted* model (each branch's scores, its
+clinical columns, its decision thresholds, a copy caching elsewhere, the patients its ComBat step
+harmonised with pooled estimates) is too, defined in :mod:`p53radiomics._fitted_model`.
+"""
 
 import re
+from types import MappingProxyType
 
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from ._fitted_model import (
+    MODEL_NAMES,
+    branch_scores,
+    decision_thresholds,
+    fit_thresholds,
+    fitted_branch,
+    fitted_clinical_columns,
+    pooled_harmonisation,
+    use_cache,
+)
 from .deep import SkorchCNNFeaturizer
 from .feature_selection import CorrelationFilter, LassoSelector
 from .fusion import StackingFusion
@@ -16,13 +32,38 @@ from .preprocessing import LargestSliceCropper, N4Resampler
 from .radiomics import RadiomicsExtractor
 
 __all__ = [
+    "DEEP_BRANCH_DEFAULTS",
+    "MODEL_NAMES",
     "branch_scores",
+    "decision_thresholds",
+    "fit_thresholds",
+    "fitted_branch",
     "fitted_clinical_columns",
     "make_clinical_branch",
     "make_deep_branch",
     "make_paper_pipeline",
     "make_radiomics_branch",
+    "pooled_harmonisation",
+    "use_cache",
 ]
+
+#: The deep branch's settings at the study's values: the defaults of :func:`make_deep_branch`,
+#: of :func:`make_paper_pipeline` and of the study's ``"full"`` profile
+#: (:class:`~p53radiomics.study.Profile`), defined here once.
+DEEP_BRANCH_DEFAULTS = MappingProxyType(
+    {
+        "backbone": "resnet101",
+        "mode": "ff",
+        "weights": None,
+        "n_components": 8,
+        "crop_size": 256,
+        "context_slices": 0,
+        "max_epochs": 20,
+        "batch_size": 32,
+        "device": "auto",
+    }
+)
+_DEEP = DEEP_BRANCH_DEFAULTS
 
 
 def _logistic():
@@ -152,15 +193,15 @@ def make_radiomics_branch(
 def make_deep_branch(
     phases=DEFAULT_PHASES,
     *,
-    backbone="resnet101",
-    mode="ff",
-    weights=None,
-    n_components=8,
-    crop_size=256,
-    context_slices=0,
-    max_epochs=20,
-    batch_size=32,
-    device="auto",
+    backbone=_DEEP["backbone"],
+    mode=_DEEP["mode"],
+    weights=_DEEP["weights"],
+    n_components=_DEEP["n_components"],
+    crop_size=_DEEP["crop_size"],
+    context_slices=_DEEP["context_slices"],
+    max_epochs=_DEEP["max_epochs"],
+    batch_size=_DEEP["batch_size"],
+    device=_DEEP["device"],
     cv=5,
     random_state=None,
     verbose=0,
@@ -225,17 +266,17 @@ def make_deep_branch(
 
 def make_paper_pipeline(
     clinical_columns,
-    backbone="resnet101",
-    mode="ff",
+    backbone=_DEEP["backbone"],
+    mode=_DEEP["mode"],
     phases=DEFAULT_PHASES,
     cache_dir=None,
     *,
-    weights=None,
-    n_components=8,
-    crop_size=256,
-    max_epochs=20,
-    batch_size=32,
-    device="auto",
+    weights=_DEEP["weights"],
+    n_components=_DEEP["n_components"],
+    crop_size=_DEEP["crop_size"],
+    max_epochs=_DEEP["max_epochs"],
+    batch_size=_DEEP["batch_size"],
+    device=_DEEP["device"],
     radiomics_params=None,
     spacing=(1.0, 1.0, 1.0),
     margin_mm=30.0,
@@ -245,7 +286,7 @@ def make_paper_pipeline(
     verbose=0,
     harmonize=False,
     batch_column="scanner",
-    context_slices=0,
+    context_slices=_DEEP["context_slices"],
 ):
     """The study's combined model: preprocessing, then a stacking fusion of three models.
 
@@ -360,81 +401,3 @@ def make_paper_pipeline(
         ),
     ]
     return Pipeline([("preprocess", preprocess), ("fusion", StackingFusion(branches, cv=cv))])
-
-
-def fitted_clinical_columns(model):
-    """The cohort-table columns a fitted model's clinical branch reads.
-
-    A cohort given to the fitted model must hold each of them, with a value for every patient;
-    checking them first (:func:`~p53radiomics.study.prepare_cohort`) stops a run before any
-    image work rather than after it.
-
-    Parameters
-    ----------
-    model : Pipeline
-        A fitted :func:`make_paper_pipeline` model, or a fitted :func:`make_clinical_branch`.
-
-    Returns
-    -------
-    columns : list of str
-        In the order the branch's encoder took them.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from p53radiomics.pipeline import fitted_clinical_columns, make_clinical_branch
-    >>> X = pd.DataFrame({"ltd": [30.0, 52, 41, 66, 28, 47], "rim_aphe": ["no", "yes"] * 3})
-    >>> branch = make_clinical_branch(["ltd", "rim_aphe"], cv=2).fit(X, [0, 1, 0, 1, 0, 1])
-    >>> fitted_clinical_columns(branch)
-    ['ltd', 'rim_aphe']
-    """
-    from sklearn.utils.validation import check_is_fitted
-
-    if "fusion" in getattr(model, "named_steps", {}):
-        fusion = model.named_steps["fusion"]
-        check_is_fitted(fusion)
-        model = fusion.named_estimators_["clinical"]
-    encode = model.named_steps["encode"]
-    check_is_fitted(encode)
-    return [
-        column
-        for name, _, columns in encode.transformers_
-        if name != "remainder"
-        for column in columns
-    ]
-
-
-def branch_scores(model, X, *, return_preprocessed=False):
-    """Each branch's probability of P53 mutation and the combined one, for a cohort table.
-
-    The cohort is preprocessed once and every branch scores the same preprocessed table.
-
-    Parameters
-    ----------
-    model : Pipeline
-        A fitted :func:`make_paper_pipeline` model.
-    X : pandas.DataFrame
-        Cohort table.
-    return_preprocessed : bool, default=False
-        Also return the preprocessed table (the ``preprocess`` step's output).
-
-    Returns
-    -------
-    scores : dict of str to numpy.ndarray
-        ``predict_proba(X)[:, 1]`` of each branch kept (``"clinical"``, ``"radiomics"``,
-        ``"deep"``; a branch set to ``"drop"`` is left out) and ``"combined"``, the fused one.
-    preprocessed : pandas.DataFrame
-        Only with ``return_preprocessed=True``.
-    """
-    from sklearn.utils.validation import check_is_fitted
-
-    preprocess, fusion = model.named_steps["preprocess"], model.named_steps["fusion"]
-    check_is_fitted(fusion)
-    Xp = preprocess.transform(X)
-    scores = {
-        name: est.predict_proba(Xp)[:, 1]
-        for name, est in fusion.named_estimators_.items()
-        if est != "drop"
-    }
-    scores["combined"] = fusion.predict_proba(Xp)[:, 1]
-    return (scores, Xp) if return_preprocessed else scores

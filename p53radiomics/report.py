@@ -1,4 +1,7 @@
-"""A self-contained HTML report of a study run: tables and figures in one file, readable offline."""
+"""A self-contained HTML report of a study run: tables and figures in one file, readable offline.
+
+Only the HTML: the tables and figures it shows are made by :mod:`p53radiomics.study`.
+"""
 
 import base64
 import html
@@ -7,14 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["write_report"]
-
-#: Display names of the study's models, by branch.
-MODEL_NAMES = {
-    "clinical": "Clinical model",
-    "radiomics": "Radiomics model",
-    "deep": "DL model",
-    "combined": "Combined model",
-}
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -154,92 +149,3 @@ def write_report(
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
-
-
-def _study_figures(out, y, scores_by_cohort, fusion, scores_tc_frame, random_state):
-    """ROC, calibration and decision curves per cohort, and the nomogram: PNG files under `out`.
-
-    Returns ``{name: (path, caption)}`` for :func:`write_report`.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plotting import CalibrationDisplay, DecisionCurveDisplay, NomogramDisplay, RocCurveDisplay
-
-    figures = {}
-
-    def save(fig, name, caption):
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        figures[name] = (path, caption)
-
-    for cohort, scores in scores_by_cohort.items():
-        named = {MODEL_NAMES[k]: v for k, v in scores.items()}
-        fig, ax = plt.subplots(figsize=(6, 6))
-        RocCurveDisplay.from_predictions(
-            y[cohort], named, ax=ax, random_state=random_state, n_bootstraps=200
-        )
-        ax.set_title(f"ROC curves, {cohort}")
-        save(
-            fig,
-            f"roc_{cohort.lower()}",
-            f"ROC curves in the {cohort} with 95% bands; DeLong p-values between curves.",
-        )
-        fig, ax = plt.subplots(figsize=(6, 6))
-        CalibrationDisplay.from_predictions(
-            y[cohort], {"Combined model": scores["combined"]}, ax=ax
-        )
-        ax.set_title(f"Calibration of the combined model, {cohort}")
-        save(
-            fig,
-            f"calibration_{cohort.lower()}",
-            f"Calibration curve of the combined model in the {cohort}.",
-        )
-        fig, ax = plt.subplots(figsize=(7, 5))
-        DecisionCurveDisplay.from_predictions(y[cohort], named, ax=ax)
-        ax.set_title(f"Decision curves, {cohort}")
-        save(
-            fig,
-            f"decision_curve_{cohort.lower()}",
-            f"Net benefit of each model in the {cohort} (decision curve analysis).",
-        )
-    if fusion is not None:
-        fig, ax = plt.subplots(figsize=(9, 5))
-        NomogramDisplay.from_estimator(fusion.final_estimator_, scores_tc_frame, ax=ax)
-        ax.set_title("Nomogram of the combined model")
-        save(
-            fig,
-            "nomogram",
-            "Nomogram: points of each model's probability, total points to the P53 probability.",
-        )
-    return figures
-
-
-def _gradcam_figures(out, fitted_pipeline, Xp, patients, phases):
-    """Grad-CAM panels of the deep branch for some patients of a preprocessed table `Xp`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plotting import GradCAMDisplay
-
-    deep = fitted_pipeline.named_steps["fusion"].named_estimators_["deep"]
-    crops = deep.named_steps["crop"].transform(Xp.loc[patients])
-    heatmaps = deep.named_steps["cnn"].grad_cam(crops)
-    figures = {}
-    for i, pid in enumerate(patients):
-        display = GradCAMDisplay.from_arrays(
-            crops[i], heatmaps[i], phase_names=[p.upper() for p in phases], title=f"Patient {pid}"
-        )
-        path = out / f"gradcam_{pid}.png"
-        display.figure_.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(display.figure_)
-        figures[f"gradcam_{pid}"] = (
-            path,
-            f"Grad-CAM of the deep model for validation patient {pid}.",
-        )
-    return figures

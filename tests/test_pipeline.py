@@ -265,3 +265,75 @@ def test_deep_branch_takes_2_5d_crops_and_grid_searches_their_depth_alone(cohort
     # Only the cropper's depth changes; the CNN follows from the number of phases.
     cnn = branch.set_params(crop__context_slices=0).fit(Xp, y).named_steps["cnn"]
     assert (cnn.n_phases_, cnn.channels_per_phase_) == (3, 1)
+
+
+def test_the_deep_settings_have_one_source():
+    import inspect
+
+    from p53radiomics.pipeline import DEEP_BRANCH_DEFAULTS, make_deep_branch
+
+    for builder in (make_deep_branch, make_paper_pipeline):
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(builder).parameters.items()
+            if name in DEEP_BRANCH_DEFAULTS
+        }
+        assert defaults == dict(DEEP_BRANCH_DEFAULTS), builder.__name__
+    cnn = make_paper_pipeline(["ltd"]).get_params()["fusion__deep__cnn"]
+    assert (cnn.backbone, cnn.mode, cnn.n_components, cnn.max_epochs, cnn.batch_size) == (
+        "resnet101",
+        "ff",
+        8,
+        20,
+        32,
+    )
+
+
+def test_thresholds_are_chosen_once_by_branch_and_read_from_older_models(cohort, fitted):
+    import copy
+
+    from p53radiomics.metrics import youden_threshold
+    from p53radiomics.pipeline import MODEL_NAMES, decision_thresholds, fit_thresholds
+
+    X, y = cohort
+    model = copy.copy(fitted)  # the module's fixture keeps no thresholds
+    assert decision_thresholds(model) is None
+    scores = branch_scores(model, X)
+    thresholds = fit_thresholds(model, X, y)
+    assert list(thresholds) == ["clinical", "radiomics", "deep", "combined"]
+    assert thresholds == {k: youden_threshold(y, v) for k, v in scores.items()}
+    assert decision_thresholds(model) == thresholds
+    # a model pickled by an earlier version keyed them by display name: read as the same
+    older = copy.copy(fitted)
+    older.p53radiomics_thresholds_ = {MODEL_NAMES[k]: v for k, v in thresholds.items()}
+    assert decision_thresholds(older) == thresholds
+    older.p53radiomics_thresholds_ = {"Combined model": 0.5, "Deep model": 0.4}
+    with pytest.raises(ValueError, match="unknown models \\['Deep model'\\]"):
+        decision_thresholds(older)
+
+
+def test_use_cache_moves_both_caches_and_shares_every_fitted_part(cohort, fitted, tmp_path):
+    from p53radiomics.pipeline import fitted_branch, pooled_harmonisation, use_cache
+
+    X, _ = cohort
+    before = fitted.get_params()["preprocess__cache_dir"]
+    moved = use_cache(fitted, tmp_path / "elsewhere")
+    radiomics = fitted_branch(moved, "radiomics")
+    assert moved.named_steps["preprocess"].cache_dir == str(tmp_path / "elsewhere")
+    assert radiomics.named_steps["extract"].cache_dir == str(tmp_path / "elsewhere")
+    # the model given is unchanged, and the copy shares its fitted parts
+    assert fitted.named_steps["preprocess"].cache_dir == before
+    assert fitted_branch(fitted, "radiomics").named_steps["extract"].cache_dir == before
+    assert fitted_branch(moved, "deep") is fitted_branch(fitted, "deep")
+    assert (
+        radiomics.named_steps["classifier"]
+        is (fitted_branch(fitted, "radiomics").named_steps["classifier"])
+    )
+    np.testing.assert_allclose(
+        moved.predict_proba(X.iloc[:3]), fitted.predict_proba(X.iloc[:3]), rtol=1e-6
+    )
+    assert any((tmp_path / "elsewhere").iterdir())
+    assert use_cache(fitted, None).named_steps["preprocess"].cache_dir is None
+    assert pooled_harmonisation(fitted, X) is None  # no ComBat step
+    with pytest.raises(KeyError, match="no branch 'imaging'"):
+        fitted_branch(fitted, "imaging")

@@ -7,13 +7,14 @@
 - :func:`logistic_odds_ratios`: univariable and multivariable odds ratios, as the study's Table 2.
 - :func:`net_benefit`: decision curves, equal to ``dcurves``.
 - :func:`calibration_summary`: calibration curve, slope, intercept and Brier score.
-- :func:`cohort_summary`: baseline characteristics by group, as the study's Table 1.
+- :func:`cohort_summary`: baseline characteristics by group, as the study's Table 1;
+  :func:`format_p_value`: p-values as its tables and the ROC figure print them.
 - :func:`binary_labels`, :func:`check_binary_target`: labels checked, and turned into 1 =
   P53-mutated (also in :mod:`p53radiomics.io`).
 """
 
 from ._calibration import calibration_summary
-from ._cohort import cohort_summary
+from ._cohort import cohort_summary, format_p_value
 from ._decision_curve import net_benefit
 from ._diagnostic_table import diagnostic_table
 from ._labels import binary_labels, check_binary_target
@@ -27,6 +28,7 @@ __all__ = [
     "cohort_summary",
     "delong_test",
     "diagnostic_table",
+    "format_p_value",
     "logistic_odds_ratios",
     "net_benefit",
     "roc_auc_ci",

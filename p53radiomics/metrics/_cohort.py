@@ -6,10 +6,30 @@ from scipy import stats
 
 from ._labels import check_binary_target
 
-__all__ = ["cohort_summary"]
+__all__ = ["cohort_summary", "format_p_value"]
 
 
-def _format_p(p):
+def format_p_value(p):
+    """A p-value as the study's tables and figures print it.
+
+    ``"<0.001"`` below 0.001, three decimals below 0.01, two decimals up to 0.99, ``">0.99"``
+    above; ``""`` for NaN (no test).
+
+    Parameters
+    ----------
+    p : float
+        The p-value.
+
+    Returns
+    -------
+    text : str
+
+    Examples
+    --------
+    >>> from p53radiomics.metrics import format_p_value
+    >>> [format_p_value(p) for p in (0.0004, 0.0042, 0.042, 0.42, 0.995, float("nan"))]
+    ['<0.001', '0.004', '0.04', '0.42', '>0.99', '']
+    """
     if np.isnan(p):
         return ""
     if p < 0.001:
@@ -157,7 +177,7 @@ def cohort_summary(
                 for h, d in zip(headers, data, strict=True)
             }
             rows.append(
-                ((column, ""), {**row, "p_value": p, "P value": _format_p(p), "test": test})
+                ((column, ""), {**row, "p_value": p, "P value": format_p_value(p), "test": test})
             )
         else:
             levels = sorted(series.dropna().unique(), key=lambda v: (str(type(v)), v))
@@ -188,7 +208,7 @@ def _categorical_rows(column, series, levels, in_group, headers, decimals):
                 {
                     **cells,
                     "p_value": p if first else np.nan,
-                    "P value": _format_p(p) if first else "",
+                    "P value": format_p_value(p) if first else "",
                     "test": test if first else "",
                 },
             )

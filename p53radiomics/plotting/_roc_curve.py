@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from ..metrics import delong_test, roc_auc_ci
+from ..metrics import delong_test, format_p_value, roc_auc_ci
 from ..metrics._checks import check_binary_scores
 from ..metrics._roc import _roc_band
 from ._base import (
@@ -194,7 +194,7 @@ class RocCurveDisplay:
         self.delong_text_ = None
         if show_delong and self.delong is not None and len(self.delong):
             text = "\n".join(
-                f"{row.model_a} vs {row.model_b}: p = {_format_p(row.p_value)}"
+                f"{row.model_a} vs {row.model_b}: p = {format_p_value(row.p_value)}"
                 for row in self.delong.itertuples()
             )
             self.delong_text_ = self.ax_.text(
@@ -388,7 +388,3 @@ class RocCurveDisplay:
             estimator, X, response_method=response_method, pos_label=pos_label, name=name
         )
         return cls.from_predictions(y, scores, pos_label=pos_label, **kwargs)
-
-
-def _format_p(p):
-    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,0 +1,292 @@
+"""What the study, the report and the command line need to know about a fitted combined model.
+
+The shape of a :func:`~p53radiomics.make_paper_pipeline` model (``preprocess``, then ``fusion``
+with the branches ``clinical``, ``radiomics`` and ``deep``) is walked here and nowhere else: each
+branch's scores, the clinical columns it reads, the patients its ComBat step harmonised with
+pooled estimates, a copy caching elsewhere, and the decision thresholds chosen on its training
+cohort. Re-exported by :mod:`p53radiomics.pipeline`.
+"""
+
+import copy
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "MODEL_NAMES",
+    "branch_scores",
+    "decision_thresholds",
+    "fit_thresholds",
+    "fitted_branch",
+    "fitted_clinical_columns",
+    "pooled_harmonisation",
+    "use_cache",
+]
+
+#: Display names of the study's models, by branch (and ``"combined"``, the fused model).
+MODEL_NAMES = {
+    "clinical": "Clinical model",
+    "radiomics": "Radiomics model",
+    "deep": "DL model",
+    "combined": "Combined model",
+}
+
+# The fitted model's attribute holding its thresholds. Models pickled by 0.1.0.dev0 builds before
+# this module existed keyed them by display name (MODEL_NAMES' values); they are keyed by branch now.
+_THRESHOLDS = "p53radiomics_thresholds_"
+
+
+def fitted_branch(model, name):
+    """One fitted branch of a fitted combined model.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`~p53radiomics.make_paper_pipeline` model.
+    name : {"clinical", "radiomics", "deep"}
+        The branch.
+
+    Returns
+    -------
+    branch : Pipeline or "drop"
+        The fitted branch (``"drop"`` for a branch set to ``"drop"``).
+
+    Raises
+    ------
+    KeyError
+        If the model has no branch of that name.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    fusion = model.named_steps["fusion"]
+    check_is_fitted(fusion)
+    if name not in fusion.named_estimators_:
+        raise KeyError(
+            f"the model has no branch {name!r}; its branches: {list(fusion.named_estimators_)}"
+        )
+    return fusion.named_estimators_[name]
+
+
+def fitted_clinical_columns(model):
+    """The cohort-table columns a fitted model's clinical branch reads.
+
+    A cohort given to the fitted model must hold each of them, with a value for every patient;
+    checking them first (:func:`~p53radiomics.study.prepare_cohort`) stops a run before any
+    image work rather than after it.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model, or a fitted :func:`make_clinical_branch`.
+
+    Returns
+    -------
+    columns : list of str
+        In the order the branch's encoder took them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from p53radiomics.pipeline import fitted_clinical_columns, make_clinical_branch
+    >>> X = pd.DataFrame({"ltd": [30.0, 52, 41, 66, 28, 47], "rim_aphe": ["no", "yes"] * 3})
+    >>> branch = make_clinical_branch(["ltd", "rim_aphe"], cv=2).fit(X, [0, 1, 0, 1, 0, 1])
+    >>> fitted_clinical_columns(branch)
+    ['ltd', 'rim_aphe']
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    if "fusion" in getattr(model, "named_steps", {}):
+        model = fitted_branch(model, "clinical")
+    encode = model.named_steps["encode"]
+    check_is_fitted(encode)
+    return [
+        column
+        for name, _, columns in encode.transformers_
+        if name != "remainder"
+        for column in columns
+    ]
+
+
+def branch_scores(model, X, *, return_preprocessed=False):
+    """Each branch's probability of P53 mutation and the combined one, for a cohort table.
+
+    The cohort is preprocessed once and every branch scores the same preprocessed table.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model.
+    X : pandas.DataFrame
+        Cohort table.
+    return_preprocessed : bool, default=False
+        Also return the preprocessed table (the ``preprocess`` step's output).
+
+    Returns
+    -------
+    scores : dict of str to numpy.ndarray
+        ``predict_proba(X)[:, 1]`` of each branch kept (``"clinical"``, ``"radiomics"``,
+        ``"deep"``; a branch set to ``"drop"`` is left out) and ``"combined"``, the fused one.
+    preprocessed : pandas.DataFrame
+        Only with ``return_preprocessed=True``.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    preprocess, fusion = model.named_steps["preprocess"], model.named_steps["fusion"]
+    check_is_fitted(fusion)
+    Xp = preprocess.transform(X)
+    scores = {
+        name: est.predict_proba(Xp)[:, 1]
+        for name, est in fusion.named_estimators_.items()
+        if est != "drop"
+    }
+    scores["combined"] = fusion.predict_proba(Xp)[:, 1]
+    return (scores, Xp) if return_preprocessed else scores
+
+
+def pooled_harmonisation(model, X):
+    """The patients whose scanner the radiomics branch's ComBat step harmonised with pooled estimates.
+
+    A scanner unseen in training, or with a single training patient, has no estimate of its own:
+    :class:`~p53radiomics.ComBatHarmonizer` applies the training scanners' pooled one.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model.
+    X : pandas.DataFrame
+        Cohort table, holding the harmoniser's batch column.
+
+    Returns
+    -------
+    pooled : pandas.DataFrame or None
+        Index: the patients so harmonised; columns: the batch column and ``reason``. ``None``
+        for a model without a ``harmonize`` step.
+    """
+    radiomics = fitted_branch(model, "radiomics")
+    harmonizer = getattr(radiomics, "named_steps", {}).get("harmonize")
+    if harmonizer is None:
+        return None
+    scanner = X[harmonizer.batch_column]
+    pooled = ~scanner.isin(harmonizer.batches_)
+    alone = scanner.isin(harmonizer.pooled_batches_)
+    reason = np.where(
+        alone, "a single training patient on this scanner", "scanner not in the training data"
+    )
+    return pd.DataFrame({harmonizer.batch_column: scanner, "reason": reason})[pooled]
+
+
+def use_cache(model, cache_dir):
+    """A copy of a fitted combined model whose per-case caches live in `cache_dir`.
+
+    A model remembers the cache folder it was fitted with; where it is used elsewhere (another
+    machine, another output folder), its cached files must go where the user asked for outputs.
+    The network and every fitted part are shared with `model`, not copied. Also importable as
+    :func:`p53radiomics.study.use_cache` (the same function).
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`~p53radiomics.study.profile_pipeline` or
+        :func:`~p53radiomics.make_paper_pipeline` model.
+    cache_dir : str, os.PathLike or None
+        The new cache folder of the preprocessing and radiomics steps; ``None`` caches nothing.
+
+    Returns
+    -------
+    model : Pipeline
+        The copy; `model` itself is unchanged.
+    """
+    cache_dir = None if cache_dir is None else str(cache_dir)
+    preprocess = copy.copy(model.named_steps["preprocess"])
+    preprocess.cache_dir = cache_dir
+    fusion = copy.copy(model.named_steps["fusion"])
+    old = fitted_branch(model, "radiomics")
+    radiomics = copy.copy(old)
+    extract = copy.copy(radiomics.named_steps["extract"])
+    extract.cache_dir = cache_dir
+    radiomics.steps = [("extract", extract) if n == "extract" else (n, s) for n, s in old.steps]
+    fusion.estimators_ = [radiomics if est is old else est for est in fusion.estimators_]
+    fusion.named_estimators_ = type(fusion.named_estimators_)(
+        **{**fusion.named_estimators_, "radiomics": radiomics}
+    )
+    copied = copy.copy(model)
+    copied.steps = [
+        (name, {"preprocess": preprocess, "fusion": fusion}.get(name, step))
+        for name, step in model.steps
+    ]
+    return copied
+
+
+def fit_thresholds(model, X, y, *, scores=None):
+    """Choose each model's decision threshold on the training cohort and store it with `model`.
+
+    Youden's threshold (:func:`~p53radiomics.metrics.youden_threshold`) of each branch's score
+    and of the combined one, chosen once on the cohort the model was fitted on and applied
+    unchanged to any other (:func:`decision_thresholds` reads them back).
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model; its thresholds are stored on it.
+    X : pandas.DataFrame
+        The training cohort.
+    y : array-like of shape (n_patients,)
+        Its labels, 1 = P53-mutated.
+    scores : dict of str to numpy.ndarray, default=None
+        :func:`branch_scores` of `model` on `X`, where already computed.
+
+    Returns
+    -------
+    thresholds : dict of str to float
+        By branch (``"clinical"``, ``"radiomics"``, ``"deep"``, ``"combined"``).
+    """
+    from .metrics import youden_threshold
+
+    scores = branch_scores(model, X) if scores is None else scores
+    thresholds = {k: float(youden_threshold(y, v)) for k, v in scores.items()}
+    setattr(model, _THRESHOLDS, thresholds)
+    return dict(thresholds)
+
+
+def decision_thresholds(model):
+    """The decision thresholds stored with a fitted model, keyed by branch.
+
+    Reads both forms: keyed by branch (:func:`fit_thresholds`) and keyed by display name
+    (:data:`MODEL_NAMES`' values: ``"Clinical model"``...), as models pickled by earlier versions
+    of ``p53radiomics`` stored them.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model.
+
+    Returns
+    -------
+    thresholds : dict of str to float or None
+        By branch; ``None`` where the model carries none.
+
+    Raises
+    ------
+    ValueError
+        If a stored key is neither a branch nor a display name: a threshold is never guessed.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import Pipeline
+    >>> from p53radiomics.pipeline import decision_thresholds
+    >>> old = Pipeline([("fusion", "passthrough")])
+    >>> old.p53radiomics_thresholds_ = {"Combined model": 0.4, "DL model": 0.3}
+    >>> decision_thresholds(old)
+    {'combined': 0.4, 'deep': 0.3}
+    """
+    stored = getattr(model, _THRESHOLDS, None)
+    if not stored:
+        return None
+    branch_of = {name: branch for branch, name in MODEL_NAMES.items()}
+    unknown = [key for key in stored if key not in MODEL_NAMES and key not in branch_of]
+    if unknown:
+        raise ValueError(
+            f"the model's thresholds name unknown models {unknown}; expected branches "
+            f"{list(MODEL_NAMES)} (or their display names {list(branch_of)})"
+        )
+    return {branch_of.get(key, key): float(value) for key, value in stored.items()}

@@ -1,0 +1,391 @@
+"""The study as one job (:func:`run_study`) as a sequence of named stages, and the external
+validation of a fitted model (:func:`evaluate_model`)."""
+
+import json
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import joblib
+import pandas as pd
+
+from ..exceptions import UnseenBatchWarning
+from ..io import DEFAULT_PHASES
+from ..pipeline import (
+    branch_scores,
+    decision_thresholds,
+    fit_thresholds,
+    fitted_clinical_columns,
+    pooled_harmonisation,
+    use_cache,
+)
+from ._cohort import prepare_cohort
+from ._figures import gradcam_figures, study_figures
+from ._profiles import PREOPERATIVE_COLUMNS, profile_pipeline, resolve_profile
+from ._tables import cnn_comparison, delong_table, model_table, print_summary, table1, table2
+
+__all__ = ["StudyResult", "evaluate_model", "run_study"]
+
+
+@dataclass
+class StudyResult(Mapping):
+    """What :func:`run_study` returns: its tables, the fitted combined model, timings, skipped
+    patients.
+
+    Also a read-only mapping, as earlier versions returned a dict: ``result["table5"]``,
+    ``result["model"]``, ``result["timings"]``, ``result["skipped"]``, ``dict(result)``.
+
+    Attributes
+    ----------
+    tables : dict of str to pandas.DataFrame or None
+        ``table1`` ... ``table5`` and ``delong`` (``table3`` or ``table4`` is ``None`` where the
+        profile compares no CNN in that mode).
+    model : Pipeline
+        The combined model fitted on the training cohort, with its decision thresholds
+        (:func:`~p53radiomics.pipeline.decision_thresholds`).
+    timings : dict of str to float
+        Seconds per stage.
+    skipped : pandas.DataFrame
+        Patients left out (index: patient id; ``column``, ``reason``).
+    figures : dict of str to (path, caption)
+        The PNG files written.
+    """
+
+    tables: dict
+    model: object
+    timings: dict
+    skipped: pd.DataFrame
+    figures: dict = field(default_factory=dict)
+
+    def _items(self):
+        return {
+            **self.tables,
+            "model": self.model,
+            "timings": self.timings,
+            "skipped": self.skipped,
+        }
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self):
+        return len(self._items())
+
+
+@dataclass
+class _Split:
+    """The training (TC) and validation (VC) cohorts."""
+
+    tc: pd.Index
+    vc: pd.Index
+    X_tc: pd.DataFrame
+    X_vc: pd.DataFrame
+    y_tc: object
+    y_vc: object
+
+
+class _Clock:
+    """Elapsed time since the run started, in each log line, and the seconds of each stage."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.timings = {}
+
+    def log(self, message):
+        print(f"[{time.perf_counter() - self.start:7.1f} s] {message}", flush=True)
+
+
+def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, clock):
+    """The cohort given, or the synthetic one generated into ``out/cohort``."""
+    if X is not None:
+        return X, y
+    from ..datasets import make_synthetic_cohort
+
+    clock.log(f"generating a synthetic cohort of {n_patients} patients")
+    X, y = make_synthetic_cohort(
+        out / "cohort",
+        n_patients=n_patients,
+        random_state=random_state,
+        voxel_scale=voxel_scale,
+        n_jobs=n_jobs,
+    )
+    clock.timings["cohort"] = time.perf_counter() - clock.start
+    return X, y
+
+
+def _split_stage(X, y, test_size, random_state, clock):
+    """The stratified split into TC and VC."""
+    from sklearn.model_selection import train_test_split
+
+    y = pd.Series(y, index=X.index)
+    tc, vc = train_test_split(X.index, test_size=test_size, stratify=y, random_state=random_state)
+    split = _Split(tc, vc, X.loc[tc], X.loc[vc], y.loc[tc].to_numpy(), y.loc[vc].to_numpy())
+    clock.log(f"split: {len(tc)} training (TC), {len(vc)} validation (VC) patients")
+    return split
+
+
+def _cache_stage(model, X, clock):
+    """Every case preprocessed and its radiomics extracted once, into the model's cache."""
+    t = time.perf_counter()
+    clock.log("preprocessing every case (N4, crop, resampling, normalisation; cached)")
+    Xp = model.named_steps["preprocess"].transform(X)
+    clock.timings["preprocessing"] = time.perf_counter() - t
+    t = time.perf_counter()
+    clock.log("extracting radiomics features (cached)")
+    model.get_params()["fusion__radiomics__extract"].transform(Xp)
+    clock.timings["radiomics"] = time.perf_counter() - t
+    return Xp
+
+
+def _cnn_stage(profile, Xp, split, phases, random_state, clock):
+    """Tables 3 and 4."""
+    modes = ", ".join(m.upper() for m in profile.modes)
+    clock.log(f"comparing CNNs: {', '.join(profile.backbones)} in {modes} modes")
+    t = time.perf_counter()
+    comparison = cnn_comparison(profile, Xp, split, phases, random_state, clock.log)
+    clock.timings["cnn_comparison"] = time.perf_counter() - t
+    return {"table3": comparison.get("mc"), "table4": comparison.get("ff")}
+
+
+def _combined_stage(model, split, clock):
+    """The combined model fitted on the TC, its thresholds chosen there; Table 5, DeLong tests."""
+    clock.log("fitting the combined model on the TC (out-of-fold stacking of the three models)")
+    t = time.perf_counter()
+    model.fit(split.X_tc, split.y_tc)
+    clock.timings["combined_model"] = time.perf_counter() - t
+    scores = {"TC": branch_scores(model, split.X_tc)}
+    scores["VC"], Xp_vc = branch_scores(model, split.X_vc, return_preprocessed=True)
+    # the Youden thresholds chosen on the TC travel with the model, for external validation
+    thresholds = fit_thresholds(model, split.X_tc, split.y_tc, scores=scores["TC"])
+    labels = {"TC": split.y_tc, "VC": split.y_vc}
+    tables = {
+        "table5": model_table(labels, scores, thresholds),
+        "delong": pd.DataFrame(
+            delong_table(split.y_tc, scores["TC"], "TC")
+            + delong_table(split.y_vc, scores["VC"], "VC")
+        ),
+    }
+    return tables, labels, scores, Xp_vc
+
+
+def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock):
+    """The tables (CSV), the model, the settings and the report."""
+    from ..report import write_report
+
+    for name, table in tables.items():
+        if table is not None:
+            table.to_csv(out / f"{name}.csv")
+    joblib.dump(model, out / "model.joblib")
+    clock.timings["total"] = time.perf_counter() - clock.start
+    (out / "settings.json").write_text(
+        json.dumps(settings, indent=2, default=str), encoding="utf-8"
+    )
+    write_report(
+        out / "report.html",
+        title="P53 mutation in HCC from three-phase DCE-MRI: the study on "
+        + ("the synthetic cohort" if (out / "cohort").exists() else "your cohort"),
+        tables=tables,
+        figures=figures,
+        profile=profile,
+        settings=settings,
+        skipped=skipped,
+        timings=clock.timings,
+    )
+
+
+def run_study(
+    out,
+    X=None,
+    y=None,
+    *,
+    profile="quick",
+    n_patients=320,
+    voxel_scale=1.0,
+    random_state=0,
+    n_jobs=-1,
+    test_size=0.3,
+    phases=DEFAULT_PHASES,
+    clinical_columns=PREOPERATIVE_COLUMNS,
+    on_error="raise",
+    pos_label=None,
+):
+    """Run the study end to end and write its tables, figures, model and report under `out`.
+
+    Without `X`, a synthetic cohort of `n_patients` is generated into ``out/cohort``. The cohort is
+    split 7:3 (stratified) into a training (TC) and a validation cohort (VC); then Table 1
+    (characteristics by class in each cohort), Table 2 (univariable and multivariable odds ratios
+    in the TC), the CNN comparison over backbones in MC and FF modes (Tables 3 and 4), the
+    clinical, radiomics, DL and combined models (Table 5) with DeLong tests, the nomogram,
+    calibration and decision curves, and Grad-CAM panels.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        Output folder: ``report.html``, ``table*.csv``, ``*.png``, ``model.joblib``, ``cache/``.
+    X, y : pandas.DataFrame and pandas.Series, default=None
+        A cohort table and its labels; ``None`` generates the synthetic cohort.
+    profile : {"quick", "full"} or Profile, default="quick"
+        Settings (:data:`PROFILES`): ``"quick"`` fits a 2-core CPU in minutes, ``"full"`` is the
+        study's (for a GPU).
+    n_patients : int, default=320
+        Size of the synthetic cohort.
+    voxel_scale : float, default=1.0
+        The synthetic cohort's `voxel_scale` (see :func:`~p53radiomics.datasets.make_synthetic_cohort`).
+    random_state : int, default=0
+        Seeds the cohort, the split and every model.
+    n_jobs : int, default=-1
+        Cases preprocessed and extracted in parallel.
+    test_size : float, default=0.3
+        Fraction of the validation cohort.
+    phases : sequence of str
+        Phases used.
+    clinical_columns : sequence of str
+        Candidate predictors of the clinical model (present columns only).
+    on_error : {"raise", "skip"}, default="raise"
+        ``"skip"`` leaves out patients with a bad file or value and lists them in the report.
+    pos_label : object, default=None
+        The label of the P53-mutated class, where `y` is not 0/1 or booleans (see
+        :func:`prepare_cohort`).
+
+    Returns
+    -------
+    results : StudyResult
+        The tables (DataFrames) by name, the fitted combined model, the timings and the skipped
+        patients; also readable as the dict earlier versions returned (``results["table5"]``,
+        ``results["model"]``, ``results["timings"]``, ``results["skipped"]``).
+    """
+    clock = _Clock()
+    profile = resolve_profile(profile)
+    out = Path(out).resolve()  # the model stores its cache folder: never relative to a cwd
+    out.mkdir(parents=True, exist_ok=True)
+    X, y = _cohort_stage(
+        out,
+        X,
+        y,
+        n_patients=n_patients,
+        voxel_scale=voxel_scale,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        clock=clock,
+    )
+    X, y, skipped = prepare_cohort(X, y, phases, on_error=on_error, pos_label=pos_label)
+    if len(skipped):
+        clock.log(f"skipped {len(skipped)} patients: " + ", ".join(map(str, skipped.index)))
+    clinical = [c for c in clinical_columns if c in X.columns]
+    split = _split_stage(X, y, test_size, random_state, clock)
+    tables = {
+        "table1": table1(split.X_tc, split.y_tc, split.X_vc, split.y_vc),
+        "table2": table2(split.X_tc, split.y_tc),
+    }
+    model = profile_pipeline(
+        profile,
+        clinical,
+        phases=phases,
+        cache_dir=out / "cache",
+        n_jobs=n_jobs,
+        random_state=random_state,
+    )
+    Xp = _cache_stage(model, X, clock)
+    tables.update(_cnn_stage(profile, Xp, split, phases, random_state, clock))
+    model_tables, labels, scores, Xp_vc = _combined_stage(model, split, clock)
+    tables.update(model_tables)
+
+    clock.log("drawing figures")
+    figures = study_figures(out, labels, scores, random_state, model=model, reference="TC")
+    gradcam_ids = list(split.vc[: profile.n_gradcam])
+    figures.update(gradcam_figures(out, model, Xp_vc, gradcam_ids, phases))
+    settings = {
+        "profile": profile.name,
+        **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
+    }
+    settings.update(n_patients=len(X), random_state=random_state, clinical_columns=clinical)
+    _write_outputs(
+        out,
+        tables=tables,
+        model=model,
+        figures=figures,
+        profile=profile,
+        settings=settings,
+        skipped=skipped,
+        clock=clock,
+    )
+    print_summary(tables)
+    clock.log(f"done: report in {out / 'report.html'}")
+    return StudyResult(tables, model, clock.timings, skipped, figures)
+
+
+def evaluate_model(
+    model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise", random_state=0, pos_label=None
+):
+    """External validation of a fitted combined model: Table 5, DeLong tests, figures, report.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`~p53radiomics.make_paper_pipeline` model (e.g. ``joblib.load``-ed).
+    X, y : pandas.DataFrame and pandas.Series
+        The external cohort and its labels.
+    out : str or os.PathLike
+        Output folder.
+    phases : sequence of str
+        Phases of the model.
+    on_error : {"raise", "skip"}, default="raise"
+        ``"skip"`` leaves out patients with a bad file or value and lists them in the report.
+    random_state : int, default=0
+        Seeds the bootstrap bands of the ROC figure.
+    pos_label : object, default=None
+        The label of the P53-mutated class, where `y` is not 0/1 or booleans (see
+        :func:`prepare_cohort`).
+
+    Returns
+    -------
+    results : dict
+        ``table5``, ``delong``, ``skipped``; and ``harmonisation``, the patients whose scanner
+        the model's ComBat step (``harmonize=True``) harmonised with its pooled estimates, where
+        there are any.
+    """
+    from ..report import write_report
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    X, y, skipped = prepare_cohort(
+        X,
+        y,
+        phases,
+        required_columns=fitted_clinical_columns(model),
+        on_error=on_error,
+        pos_label=pos_label,
+    )
+    model = use_cache(model, out / "cache")
+    with warnings.catch_warnings():
+        # the patients harmonised with pooled estimates are listed in the report instead
+        warnings.simplefilter("ignore", UnseenBatchWarning)
+        scores = {"External": branch_scores(model, X)}
+    labels = {"External": y}
+    # the decision thresholds are the ones stored with the model, chosen on its training cohort
+    tables = {
+        "table5": model_table(labels, scores, decision_thresholds(model)),
+        "delong": pd.DataFrame(delong_table(y, scores["External"], "External")),
+    }
+    pooled = pooled_harmonisation(model, X)
+    if pooled is not None and len(pooled):
+        tables["harmonisation"] = pooled
+    figures = study_figures(out, labels, scores, random_state)
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv")
+    write_report(
+        out / "report.html",
+        title="External validation of a fitted P53 model",
+        tables=tables,
+        figures=figures,
+        profile=None,
+        settings={"n_patients": len(X)},
+        skipped=skipped,
+        timings={},
+    )
+    return {**tables, "skipped": skipped}
