@@ -214,15 +214,14 @@ def _count(records, step):
 
 
 def test_grid_search_preprocesses_and_extracts_each_case_once(cohort, tmp_path, caplog):
+    # What is counted is the image steps' work, so the CNN branch is dropped and the grid is over
+    # a cheap setting downstream of the extraction: every fit and score asks again for every case.
     X, y = cohort
-    model = tiny_pipeline(tmp_path / "cache", mode="ff")
+    model = tiny_pipeline(tmp_path / "cache").set_params(fusion__deep="drop")
     grid = GridSearchCV(
         model,
-        {
-            "fusion__deep__cnn__backbone": ["resnet18", "resnet34"],
-            "fusion__deep__cnn__mode": ["mc", "ff"],
-        },
-        cv=3,
+        {"fusion__radiomics__decorrelate__threshold": [0.8, 0.9]},
+        cv=3,  # 16 patients: fewer folds leave the inner LASSO one patient of a class
         scoring="roc_auc",
         error_score="raise",
         refit=False,
@@ -233,9 +232,9 @@ def test_grid_search_preprocesses_and_extracts_each_case_once(cohort, tmp_path, 
     n4_computed, n4_read = _count(caplog.records, "N4Resampler")
     rad_computed, rad_read = _count(caplog.records, "RadiomicsExtractor")
     assert n4_computed == pairs and rad_computed == pairs  # each (case, phase) once ...
-    assert n4_read > 10 * pairs and rad_read > 10 * pairs  # ... though asked for many times
+    assert n4_read >= 3 * pairs and rad_read >= 3 * pairs  # ... though asked for many times
     assert (
-        len(grid.cv_results_["params"]) == 4
+        len(grid.cv_results_["params"]) == 2
         and np.isfinite(grid.cv_results_["mean_test_score"]).all()
     )
 
