@@ -30,11 +30,12 @@ import SimpleITK as sitk
 from joblib import Parallel, delayed
 from scipy.ndimage import gaussian_filter
 
+from .._settings import DEFAULT_PHASES
 from ._clinical import STUDY_PREVALENCE, draw_clinical
 
 __all__ = ["SCANNERS", "Scanner", "make_synthetic_cohort"]
 
-PHASES = ("ap", "pvp", "dp")
+PHASES = DEFAULT_PHASES
 LABEL_COLUMN = "p53"
 
 # Field of view (x, y, z) in mm: the upper abdomen around the liver.

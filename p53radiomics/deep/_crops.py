@@ -5,6 +5,7 @@ import os
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._settings import DEFAULT_PHASES
 from ._backbones import input_rule
 
 __all__ = [
@@ -18,7 +19,7 @@ __all__ = [
 ]
 
 MIN_SIDE = 32  # the backbones downsample by 32; smaller crops leave them nothing to pool
-STUDY_PHASES = ("ap", "pvp", "dp")
+STUDY_PHASES = DEFAULT_PHASES
 
 
 def check_crops(X, backbone, input_size):

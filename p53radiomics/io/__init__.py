@@ -17,7 +17,8 @@ Two tolerances govern what is taken as the same geometry, each in one place:
 
 Everything is imported from here; the private modules hold, one concern each:
 
-- ``_settings``: :data:`DEFAULT_PHASES`, the two tolerances and the id columns tried in a CSV;
+- ``p53radiomics._settings`` (outside the package, importing nothing, shared with the CNN and the
+  synthetic cohort): :data:`DEFAULT_PHASES`, the two tolerances and the id columns tried in a CSV;
 - ``_phases``: the phase names and the image and mask column of each (:func:`phase_columns`);
 - ``_geometry``: an image's geometry, from its pixels or its header, and the rule of
   :data:`GEOMETRY_TOLERANCE` (:func:`check_geometry`);
@@ -36,17 +37,17 @@ Everything is imported from here; the private modules hold, one concern each:
 
 # Outside `__all__`, as before the module became a package: `from .io import CohortError` (used by
 # the study) and `p53radiomics.io.ID_COLUMN_CANDIDATES` keep working.
+from .._settings import (
+    DEFAULT_PHASES,
+    GEOMETRY_TOLERANCE,
+    SLICE_SPACING_TOLERANCE,
+)
+from .._settings import ID_COLUMN_CANDIDATES as ID_COLUMN_CANDIDATES
 from ..exceptions import CohortError as CohortError
 from ..metrics import binary_labels, check_binary_target
 from ._geometry import check_geometry
 from ._images import load_case, read_image, read_mask
 from ._phases import PhaseColumns, phase_columns
-from ._settings import (
-    DEFAULT_PHASES,
-    GEOMETRY_TOLERANCE,
-    SLICE_SPACING_TOLERANCE,
-)
-from ._settings import ID_COLUMN_CANDIDATES as ID_COLUMN_CANDIDATES
 from ._table import read_cohort_csv, validate_cohort
 from ._voxels import check_voxel_values
 

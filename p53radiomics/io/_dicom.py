@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .._settings import GEOMETRY_TOLERANCE, SLICE_SPACING_TOLERANCE
 from ..exceptions import CohortError
 from ..utils._sitk import sitk_reason
 from ._geometry import GeometryInfo, fmt, header_geometry, read_header
-from ._settings import GEOMETRY_TOLERANCE, SLICE_SPACING_TOLERANCE
 
 __all__ = ["dicom_series"]
 

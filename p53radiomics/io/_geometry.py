@@ -6,9 +6,9 @@ from collections import namedtuple
 import numpy as np
 import SimpleITK as sitk
 
+from .._settings import GEOMETRY_TOLERANCE
 from ..exceptions import CohortError
 from ..utils._sitk import sitk_reason
-from ._settings import GEOMETRY_TOLERANCE
 
 __all__ = [
     "GeometryInfo",

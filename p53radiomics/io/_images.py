@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .._settings import DEFAULT_PHASES, GEOMETRY_TOLERANCE, SLICE_SPACING_TOLERANCE
 from ..exceptions import CohortError
 from ..utils._sitk import sitk_reason
 from ._dicom import dicom_series
@@ -19,7 +20,6 @@ from ._geometry import (
     require_same_geometry,
 )
 from ._phases import phase_columns
-from ._settings import DEFAULT_PHASES, GEOMETRY_TOLERANCE, SLICE_SPACING_TOLERANCE
 from ._voxels import nifti_non_finite
 
 __all__ = [

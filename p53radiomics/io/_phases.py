@@ -4,8 +4,8 @@ from collections import namedtuple
 
 import pandas as pd
 
+from .._settings import DEFAULT_PHASES
 from ..exceptions import CohortError
-from ._settings import DEFAULT_PHASES
 
 __all__ = ["PhaseColumns", "check_phases", "phase_columns"]
 

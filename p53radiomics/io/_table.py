@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from .._settings import DEFAULT_PHASES, GEOMETRY_TOLERANCE, ID_COLUMN_CANDIDATES
 from ..exceptions import CohortError
 from ..metrics import binary_labels
 from ._geometry import geometry, require_same_geometry
 from ._images import geometry_of_cell, is_missing, mask_array_check, read_image
 from ._phases import check_phases, phase_columns
-from ._settings import DEFAULT_PHASES, GEOMETRY_TOLERANCE, ID_COLUMN_CANDIDATES
 from ._voxels import check_voxel_values
 
 __all__ = ["read_cohort_csv", "validate_cohort"]

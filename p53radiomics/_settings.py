@@ -1,5 +1,7 @@
-"""The settings of :mod:`p53radiomics.io`, each defined once: the default phases, the id columns
-tried in a cohort CSV, and the two geometry tolerances."""
+"""Settings shared across the package, each defined once: the default phases, the id columns
+tried in a cohort CSV, and the two geometry tolerances. Public through :mod:`p53radiomics.io`;
+here, in a module that imports nothing, so that the CNN sub-package and the synthetic cohort can
+use them without the image libraries."""
 
 __all__ = [
     "DEFAULT_PHASES",
