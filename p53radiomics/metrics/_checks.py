@@ -6,7 +6,7 @@ from sklearn.utils import check_consistent_length, column_or_1d
 __all__ = ["check_binary_scores", "check_probabilities"]
 
 
-def _positive_mask(y_true, pos_label):
+def positive_mask(y_true, pos_label):
     y_true = column_or_1d(y_true, dtype=None)
     if y_true.dtype.kind == "f" and np.isnan(y_true).any():
         raise ValueError("y_true holds a missing value (NaN)")
@@ -65,7 +65,7 @@ def check_binary_scores(y_true, *scores, pos_label=None, names=None):
     if names is None:
         names = ["y_score"] if len(scores) == 1 else [f"y_score[{i}]" for i in range(len(scores))]
     check_consistent_length(y_true, *scores)
-    positive = _positive_mask(y_true, pos_label)
+    positive = positive_mask(y_true, pos_label)
     arrays = []
     for name, score in zip(names, scores, strict=True):
         score = column_or_1d(score, dtype=np.float64)

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from ._checks import _positive_mask
+from ._checks import positive_mask
 
 __all__ = ["logistic_odds_ratios"]
 
@@ -141,7 +141,7 @@ def logistic_odds_ratios(
         raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
-    y = _positive_mask(y, pos_label).astype(np.float64)
+    y = positive_mask(y, pos_label).astype(np.float64)
     design, terms = _design(X, columns)
     design.index = range(len(design))
 

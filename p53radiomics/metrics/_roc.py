@@ -94,7 +94,7 @@ def _bootstrap_aucs(positive, scores, n_bootstraps, random_state, chunk=256):
     return out
 
 
-def _roc_band(positive, score, fpr_grid, *, confidence, n_bootstraps, random_state):
+def roc_band(positive, score, fpr_grid, *, confidence, n_bootstraps, random_state):
     """Pointwise bootstrap band of the true positive rate at fixed false positive rates.
 
     Returns the TPR of the full sample and the lower and upper percentiles of the bootstrap TPRs,

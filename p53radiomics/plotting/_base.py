@@ -10,7 +10,7 @@ import numpy as np
 __all__ = []
 
 
-def _get_axes(ax):
+def get_axes(ax):
     """The axes to draw on and its figure; a new figure when `ax` is None."""
     if ax is None:
         import matplotlib.pyplot as plt

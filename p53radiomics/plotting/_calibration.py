@@ -5,11 +5,11 @@ from ..metrics._checks import check_binary_scores
 from ._base import (
     _curve_kwargs,
     _finish_axes,
-    _get_axes,
     _named_scores,
     _one_or_list,
     _per_curve,
     _ProbabilityDisplayMixin,
+    get_axes,
 )
 
 __all__ = ["CalibrationDisplay"]
@@ -115,7 +115,7 @@ class CalibrationDisplay(_ProbabilityDisplayMixin):
         intercepts = _per_curve(self.intercept, n, "intercept")
         briers = _per_curve(self.brier, n, "brier")
         names = _per_curve(self.name if name is None else name, n, "name")
-        self.ax_, self.figure_ = _get_axes(ax)
+        self.ax_, self.figure_ = get_axes(ax)
 
         if ref_line:
             (self.ref_line_,) = self.ax_.plot(

@@ -7,11 +7,11 @@ from ..metrics._checks import check_binary_scores
 from ._base import (
     _curve_kwargs,
     _finish_axes,
-    _get_axes,
     _named_scores,
     _one_or_list,
     _per_curve,
     _ProbabilityDisplayMixin,
+    get_axes,
 )
 
 __all__ = ["DecisionCurveDisplay"]
@@ -115,7 +115,7 @@ class DecisionCurveDisplay(_ProbabilityDisplayMixin):
         n = len(benefits)
         names = _per_curve(self.name if name is None else name, n, "name")
         thresholds = np.asarray(self.thresholds)
-        self.ax_, self.figure_ = _get_axes(ax)
+        self.ax_, self.figure_ = get_axes(ax)
 
         lines = []
         for benefit, label, kw in zip(benefits, names, _curve_kwargs(curve_kwargs, n), strict=True):

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.special import expit, logit
 
-from ._base import _get_axes
+from ._base import get_axes
 
 __all__ = ["NomogramDisplay"]
 
@@ -242,7 +242,7 @@ class NomogramDisplay:
         scale = spans.max()
         self.points_per_unit_ = top * coef / scale
         self.max_total_points_ = float(top * spans.sum() / scale)
-        self.ax_, self.figure_ = _get_axes(ax)
+        self.ax_, self.figure_ = get_axes(ax)
         if ax is None:
             self.figure_.set_size_inches(8, 0.7 * (len(coef) + 3) + 0.5)
         self.rows_, self.tick_labels_ = {}, {}

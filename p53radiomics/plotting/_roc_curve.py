@@ -8,15 +8,15 @@ from sklearn.metrics import roc_curve
 
 from ..metrics import delong_test, format_p_value, roc_auc_ci
 from ..metrics._checks import check_binary_scores
-from ..metrics._roc import _roc_band
+from ..metrics._roc import roc_band
 from ._base import (
     _curve_kwargs,
     _estimator_scores,
     _finish_axes,
-    _get_axes,
     _named_scores,
     _one_or_list,
     _per_curve,
+    get_axes,
 )
 
 __all__ = ["RocCurveDisplay"]
@@ -155,7 +155,7 @@ class RocCurveDisplay:
         cis = _per_curve(self.roc_auc_ci, n, "roc_auc_ci")
         bands = _per_curve(self.band, n, "band")
         names = _per_curve(self.name if name is None else name, n, "name")
-        self.ax_, self.figure_ = _get_axes(ax)
+        self.ax_, self.figure_ = get_axes(ax)
 
         lines, polys = [], []
         level = f"{100 * self.confidence:g}%"
@@ -304,7 +304,7 @@ class RocCurveDisplay:
             aucs.append(auc)
             cis.append((low, high))
             if band:
-                _, low_band, high_band = _roc_band(
+                _, low_band, high_band = roc_band(
                     positive,
                     score,
                     grid,
