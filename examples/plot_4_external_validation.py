@@ -37,6 +37,7 @@ import pandas as pd
 from p53radiomics import make_paper_pipeline
 from p53radiomics.datasets import make_synthetic_cohort
 from p53radiomics.io import read_cohort_csv
+from p53radiomics.pipeline import branch_scores
 
 workdir = tempfile.TemporaryDirectory(prefix="p53radiomics_example_")
 folder = Path(workdir.name)
@@ -87,20 +88,15 @@ print(f"model saved: {(folder / 'model.joblib').stat().st_size / 1e6:.0f} MB")
 # %%
 # Scoring both cohorts
 # --------------------
-# The model as another centre would receive it: loaded from its file. Each branch's probability
-# comes from the fitted branches; the combined one from the whole pipeline.
+# The model as another centre would receive it: loaded from its file.
+# :func:`~p53radiomics.pipeline.branch_scores` gives each branch's probability
+# and the combined one, the cohort preprocessed once.
 model = joblib.load(folder / "model.joblib")
 
 
 def model_scores(model, X):
     """Probability of P53 mutation from each of the four models, one column each."""
-    fusion = model.named_steps["fusion"]
-    X_pre = model.named_steps["preprocess"].transform(X)
-    scores = {
-        name: branch.predict_proba(X_pre)[:, 1] for name, branch in fusion.named_estimators_.items()
-    }
-    scores["combined"] = fusion.predict_proba(X_pre)[:, 1]
-    return pd.DataFrame(scores, index=X.index)
+    return pd.DataFrame(branch_scores(model, X), index=X.index)
 
 
 scores = {"Internal": model_scores(model, X), "External": model_scores(model, X_ext)}
