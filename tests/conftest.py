@@ -1,22 +1,8 @@
-import os
-from pathlib import Path
+"""Fixtures shared by every test module: the reference data, a synthetic cohort, small volumes,
+DICOM series and cohort tables written to disk."""
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir():
-    """The project's reference data: $P53RADIOMICS_SHARED_DATA, else ../shared/data beside the repo."""
-    candidates = [
-        os.environ.get("P53RADIOMICS_SHARED_DATA"),
-        REPO.parent / "shared" / "data",
-        "/work/shared/data",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate, "README.md").is_file():
-            return Path(candidate)
-    return None
+from _shared_data import shared_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from _shared_data import shared_data_dir
 
-from conftest import shared_data_dir
 from p53radiomics import CohortError, LargestSliceCropper, N4Resampler
 from p53radiomics.io import GEOMETRY_TOLERANCE, load_case, read_cohort_csv, validate_cohort
 

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from _shared_data import shared_data_dir  # noqa: E402 - tests/ is on sys.path
 from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from conftest import shared_data_dir  # noqa: E402 - tests/ is on sys.path (pytest's rootdir conftest)
 from p53radiomics.exceptions import CohortError, SkippedCaseWarning
 from p53radiomics.radiomics import (
     DEFAULT_PARAMS_FILE,
