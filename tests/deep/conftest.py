@@ -58,3 +58,9 @@ def make_toy():
 def tiny25():
     """``tiny25(n=8, seed=0, size=32)``: 2.5D crops, three phases of three slices each."""
     return _tiny25
+
+
+@pytest.fixture(scope="module")
+def toy(make_toy):
+    """``make_toy(32)``, once per test module."""
+    return make_toy(32)

@@ -28,11 +28,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.fixture(scope="module")
-def toy(make_toy):
-    return make_toy(32)
-
-
-@pytest.fixture(scope="module")
 def fitted_cuda(toy):
     X, y, _ = toy
     cnn = SkorchCNNFeaturizer(

@@ -58,11 +58,6 @@ def quick(**params):
 
 
 @pytest.fixture(scope="module")
-def toy(make_toy):
-    return make_toy(32)
-
-
-@pytest.fixture(scope="module")
 def fitted_mc(toy):
     X, y, _ = toy
     cnn = SkorchCNNFeaturizer(
