@@ -55,6 +55,21 @@ def fitted_branch(model, name):
     ------
     KeyError
         If the model has no branch of that name.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
+    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
+    >>> from p53radiomics.pipeline import fitted_branch
+    >>> [name for name, _ in fitted_branch(model, "clinical").steps]
+    ['encode', 'select', 'classifier']
+    >>> fitted_branch(model, "deep")
+    'drop'
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -128,6 +143,20 @@ def branch_scores(model, X, *, return_preprocessed=False):
         ``"deep"``; a branch set to ``"drop"`` is left out) and ``"combined"``, the fused one.
     preprocessed : pandas.DataFrame
         Only with ``return_preprocessed=True``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
+    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
+    >>> from p53radiomics.pipeline import branch_scores
+    >>> scores = branch_scores(model, X)
+    >>> sorted(scores), scores["combined"].shape
+    (['clinical', 'combined'], (12,))
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -161,6 +190,19 @@ def pooled_harmonisation(model, X):
     pooled : pandas.DataFrame or None
         Index: the patients so harmonised; columns: the batch column and ``reason``. ``None``
         for a model without a ``harmonize`` step.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
+    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
+    >>> from p53radiomics.pipeline import pooled_harmonisation
+    >>> pooled_harmonisation(model, X) is None  # no ComBat step in this model
+    True
     """
     radiomics = fitted_branch(model, "radiomics")
     harmonizer = getattr(radiomics, "named_steps", {}).get("harmonize")
@@ -195,12 +237,30 @@ def use_cache(model, cache_dir):
     -------
     model : Pipeline
         The copy; `model` itself is unchanged.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
+    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
+    >>> from p53radiomics.pipeline import use_cache
+    >>> elsewhere = use_cache(model, tempfile.mkdtemp())
+    >>> elsewhere.named_steps["preprocess"].cache_dir != model.named_steps["preprocess"].cache_dir
+    True
+    >>> elsewhere.named_steps["fusion"].final_estimator_ is model.named_steps["fusion"].final_estimator_
+    True
     """
     cache_dir = None if cache_dir is None else str(cache_dir)
     preprocess = copy.copy(model.named_steps["preprocess"])
     preprocess.cache_dir = cache_dir
     fusion = copy.copy(model.named_steps["fusion"])
     old = fitted_branch(model, "radiomics")
+    if isinstance(old, str):  # a dropped radiomics branch has no cache of its own
+        return _with_steps(model, preprocess, fusion)
     radiomics = copy.copy(old)
     extract = copy.copy(radiomics.named_steps["extract"])
     extract.cache_dir = cache_dir
@@ -209,6 +269,11 @@ def use_cache(model, cache_dir):
     fusion.named_estimators_ = type(fusion.named_estimators_)(
         **{**fusion.named_estimators_, "radiomics": radiomics}
     )
+    return _with_steps(model, preprocess, fusion)
+
+
+def _with_steps(model, preprocess, fusion):
+    """A shallow copy of `model` holding these ``preprocess`` and ``fusion`` steps."""
     copied = copy.copy(model)
     copied.steps = [
         (name, {"preprocess": preprocess, "fusion": fusion}.get(name, step))
@@ -239,6 +304,20 @@ def fit_thresholds(model, X, y, *, scores=None):
     -------
     thresholds : dict of str to float
         By branch (``"clinical"``, ``"radiomics"``, ``"deep"``, ``"combined"``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
+    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
+    >>> from p53radiomics.pipeline import decision_thresholds, fit_thresholds
+    >>> _ = fit_thresholds(model, X, y)
+    >>> sorted(decision_thresholds(model))
+    ['clinical', 'combined']
     """
     from .metrics import youden_threshold
 

@@ -51,6 +51,19 @@ class StudyResult(Mapping):
         Patients left out (index: patient id; ``column``, ``reason``).
     figures : dict of str to (path, caption)
         The PNG files written.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from p53radiomics.study import StudyResult
+    >>> result = StudyResult(
+    ...     tables={"table5": pd.DataFrame({"auc": [0.82]})}, model=None, timings={"cohort": 1.5},
+    ...     skipped=pd.DataFrame(columns=["column", "reason"]),
+    ... )
+    >>> result["table5"]["auc"].tolist(), sorted(result)
+    ([0.82], ['model', 'skipped', 'table5', 'timings'])
+    >>> result.timings["cohort"]
+    1.5
     """
 
     tables: dict
