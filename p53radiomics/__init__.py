@@ -9,13 +9,21 @@ use (PEP 562), so that ``import p53radiomics`` and the command line's ``--help``
 torch, PyRadiomics and SimpleITK. Submodules: :mod:`p53radiomics.io` (images and the cohort table),
 :mod:`p53radiomics.datasets` (the synthetic cohort), :mod:`p53radiomics.metrics` (the study's tables
 and statistics), :mod:`p53radiomics.plotting` (ROC, calibration, decision curves, nomogram,
-Grad-CAM).
+Grad-CAM), :mod:`p53radiomics.persistence` (model files that loading never executes:
+:func:`save_model`, :func:`load_model`).
 """
 
 import importlib
 
 from ._version import __version__
-from .exceptions import CohortError, CUDAGraphWarning, SkippedCaseWarning, UnseenBatchWarning
+from .exceptions import (
+    CohortError,
+    CUDAGraphWarning,
+    ModelFileError,
+    ModelVersionWarning,
+    SkippedCaseWarning,
+    UnseenBatchWarning,
+)
 
 _LAZY = {
     "N4Resampler": "p53radiomics.preprocessing",
@@ -27,11 +35,15 @@ _LAZY = {
     "StackingFusion": "p53radiomics.fusion",
     "ComBatHarmonizer": "p53radiomics.harmonization",
     "make_paper_pipeline": "p53radiomics.pipeline",
+    "save_model": "p53radiomics.persistence",
+    "load_model": "p53radiomics.persistence",
 }
 
 __all__ = [
     "CUDAGraphWarning",
     "CohortError",
+    "ModelFileError",
+    "ModelVersionWarning",
     "SkippedCaseWarning",
     "UnseenBatchWarning",
     "__version__",

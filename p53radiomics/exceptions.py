@@ -4,7 +4,14 @@ Every problem found in a cohort table names the patient id and the column, so th
 batch of hundreds of cases can find the offending file at once.
 """
 
-__all__ = ["CUDAGraphWarning", "CohortError", "SkippedCaseWarning", "UnseenBatchWarning"]
+__all__ = [
+    "CUDAGraphWarning",
+    "CohortError",
+    "ModelFileError",
+    "ModelVersionWarning",
+    "SkippedCaseWarning",
+    "UnseenBatchWarning",
+]
 
 
 class CohortError(ValueError):
@@ -84,4 +91,70 @@ class CUDAGraphWarning(RuntimeWarning):
     The network then trains on with the eager step: the same results, more slowly. The message
     says what stopped the capture (an operation that makes the host wait for the GPU, an error
     raised during the capture). See :ref:`the GPU page <gpus>`.
+    """
+
+
+class ModelFileError(ValueError):
+    """A model file that :func:`~p53radiomics.load_model` refuses to load.
+
+    Raised before anything from the file is built: a member whose SHA-256 differs from the
+    manifest's, a member the format does not define (a pickle, say), a type that is not trusted,
+    a file that is not a model archive at all, or a file format of another major version.
+    Subclass of :class:`ValueError`.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, without the location (it is added from the other arguments).
+    path : str or path-like, default=None
+        The model file.
+    member : str, default=None
+        The archive member concerned, e.g. ``"model.skops"``, or ``None`` for the whole file.
+
+    Attributes
+    ----------
+    path : str or None
+        As given, as a string.
+    member : str or None
+        As given.
+    reason : str
+        The message without the location.
+
+    Examples
+    --------
+    >>> from p53radiomics.exceptions import ModelFileError
+    >>> err = ModelFileError("SHA-256 differs from the manifest's", path="m.p53",
+    ...                      member="model.skops")
+    >>> str(err)
+    "model file 'm.p53', member 'model.skops': SHA-256 differs from the manifest's"
+    >>> isinstance(err, ValueError)
+    True
+    """
+
+    def __init__(self, message, *, path=None, member=None):
+        self.path = None if path is None else str(path)
+        self.member = member
+        self.reason = message
+        where = []
+        if self.path is not None:
+            where.append(f"model file {self.path!r}")
+        if member is not None:
+            where.append(f"member {member!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def __reduce__(self):
+        return (_rebuild_model_file_error, (type(self), self.reason, self.path, self.member))
+
+
+def _rebuild_model_file_error(cls, reason, path, member):
+    return cls(reason, path=path, member=member)
+
+
+class ModelVersionWarning(UserWarning):
+    """Warned when a model file was saved with other versions than those installed.
+
+    The message names each library whose version differs, with the version that saved the file
+    and the one installed. The model loads; its predictions may differ from those it gave where
+    it was saved, so check them on cases whose predictions are known.
     """
