@@ -211,8 +211,9 @@ def _add_demo(commands):
         help="run the whole study on the embedded synthetic cohort",
         description="Generate the synthetic three-phase DCE-MRI cohort, split it 7:3, and run the study: "
         "Tables 1-5, DeLong tests, nomogram, calibration and decision curves, Grad-CAM. Writes report.html, "
-        "the tables (CSV), the figures (PNG) and the fitted combined model (model.joblib). Outputs go only "
-        "under --out.",
+        "the tables (CSV), the figures (PNG) and the fitted combined model (model.joblib); the time, CPU time and "
+        "peak memory of every stage end the console output and the report (also in settings.json and stages.csv). "
+        "Outputs go only under --out.",
     )
     demo.add_argument(
         "--out", default="p53radiomics_demo", help="output folder (default: %(default)s)"
@@ -225,7 +226,11 @@ def _add_demo(commands):
         "full: the study's settings, for a GPU (default: %(default)s)",
     )
     demo.add_argument(
-        "--n-patients", type=int, default=320, help="cohort size (default: the study's %(default)s)"
+        "--n-patients",
+        type=int,
+        default=320,
+        help="cohort size (default: the study's %(default)s); the stage table of a smaller run gives "
+        "each stage's seconds per patient, to extrapolate",
     )
     demo.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     demo.add_argument(

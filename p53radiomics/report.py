@@ -62,7 +62,16 @@ def _image_tag(path):
 
 
 def write_report(
-    path, *, title, tables, figures, profile=None, settings=None, skipped=None, timings=None
+    path,
+    *,
+    title,
+    tables,
+    figures,
+    profile=None,
+    settings=None,
+    skipped=None,
+    timings=None,
+    stages=None,
 ):
     """Write the HTML report of a study run.
 
@@ -83,7 +92,11 @@ def write_report(
     skipped : pandas.DataFrame, default=None
         Patients left out (index: patient id; ``column``, ``reason``).
     timings : dict of str to float, default=None
-        Seconds per stage.
+        Seconds per stage, shown where `stages` is not given.
+    stages : pandas.DataFrame, default=None
+        What each stage of the run cost (``run_study``'s ``stages``: one row per stage, its
+        ``attrs["n_patients"]`` the run's number of patients), shown as the last table; where
+        `settings` has a ``stage_columns`` note, it is written under the table.
 
     Returns
     -------
@@ -138,10 +151,21 @@ def write_report(
             parts.append(
                 f"<figure>{_image_tag(file)}<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-    if settings:
-        frame = pd.DataFrame({"value": [str(v) for v in settings.values()]}, index=list(settings))
+    shown = {k: v for k, v in (settings or {}).items() if k not in ("stages", "stage_columns")}
+    if shown:  # the stage table is shown below, as a table
+        frame = pd.DataFrame({"value": [str(v) for v in shown.values()]}, index=list(shown))
         parts.append("<h2>Settings</h2>" + frame.to_html(border=0))
-    if timings:
+    if stages is not None:
+        n = stages.attrs.get("n_patients")
+        heading = "Run time and memory by stage" + (f" ({n} patients)" if n else "")
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts.append(
+            stages.to_html(float_format=lambda v: f"{v:.3g}", na_rep="", border=0, escape=True)
+        )
+        note = (settings or {}).get("stage_columns")
+        if note:
+            parts.append(f"<p>{html.escape(note)}</p>")
+    elif timings:
         frame = pd.DataFrame(
             {"seconds": [round(v, 1) for v in timings.values()]}, index=list(timings)
         )

@@ -1,22 +1,53 @@
-"""The command line, run as a user runs it: the console script in a subprocess, on small cohorts."""
+"""The command line, run as a user runs it, on small cohorts.
 
+The console script itself runs in a subprocess for ``--help``, a bad sub-command and the whole
+demo. The other jobs (fit, evaluate, predict and their bad inputs) call the same entry point,
+:func:`p53radiomics.cli.main`, in this process with the same arguments: a subprocess would spend
+most of its time importing torch and PyRadiomics again, once per call. What a user would see is
+what these tests read: the exit code, the standard output and error, and warnings, which the
+in-process runner formats onto standard error as Python's default handler does.
+"""
+
+import contextlib
+import io
 import shutil
 import subprocess
 import sys
+import warnings
 
 import joblib
 import pandas as pd
 import pytest
 
+from p53radiomics.cli import main
 from p53radiomics.datasets import make_synthetic_cohort
 
 
-def _run(*args, cwd=None):
+def _console(*args, cwd=None):
+    """The installed console script (or ``python -m p53radiomics.cli``) in a subprocess."""
     exe = shutil.which("p53radiomics")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "p53radiomics.cli", *args]
     return subprocess.run(
         cmd, capture_output=True, text=True, encoding="utf-8", cwd=cwd, timeout=900
     )
+
+
+def _run(*args):
+    """``p53radiomics ARGS`` through the console script's entry point, in this process."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("default")
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+    for w in caught:
+        stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
+    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 def _listing(folder):
@@ -25,7 +56,7 @@ def _listing(folder):
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["fit"], ["evaluate"], ["predict"]])
 def test_help(command):
-    result = _run(*command, "--help")
+    result = _console(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "usage: p53radiomics" in result.stdout
 
@@ -54,7 +85,7 @@ def test_fit_options_reach_the_pipeline():
 
 
 def test_unknown_command_fails_with_usage():
-    result = _run("fly")
+    result = _console("fly")
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
@@ -62,7 +93,7 @@ def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     out = tmp_path / "out"
-    result = _run(
+    result = _console(
         "demo",
         "--out",
         str(out),
@@ -151,12 +182,17 @@ def fitted_model(cohorts, tmp_path_factory):
     return out
 
 
-def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(cohorts, tmp_path):
+def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
+    cohorts, fitted_model, tmp_path
+):
     train, external = cohorts
     model = tmp_path / "model.joblib"
+    # the other model's per-case cache serves this one: the same cases, the same preprocessing
+    shared_cache = fitted_model.with_name("model_cache")
     result = _run(
         *("fit", "--cohort", str(train / "cohort.csv"), "--label", "p53", "--out", str(model)),
         *("--profile", "smoke", "--n-jobs", "1", "--harmonize", "--context-slices", "1"),
+        *("--cache-dir", str(shared_cache)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     fitted = joblib.load(model)

@@ -1,10 +1,15 @@
-"""The study package's own pieces, without running the study (tests/test_cli.py runs it)."""
+"""The study package's own pieces, and one small study run in process: its stage table, and the
+same Table 5 whatever n_jobs (tests/test_cli.py runs the study as a user does)."""
 
+import dataclasses
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from p53radiomics.pipeline import DEEP_BRANCH_DEFAULTS
-from p53radiomics.study import PROFILES, StudyResult, profile_pipeline
+from p53radiomics.study import PROFILES, StudyResult, profile_pipeline, run_study
 
 
 def test_the_full_profile_is_the_study_deep_model():
@@ -43,3 +48,93 @@ def test_study_result_reads_as_the_dict_run_study_returned():
     assert result.tables["table5"] is table5 and result.figures == {}
     with pytest.raises(KeyError):
         result["figures"]
+
+
+# One small study, run in process and reused by the tests below: the smoke profile with one CNN
+# configuration (MC ResNet18; FF trains three backbones) on a cohort about as small as the
+# stratified split and the 2-fold stacking take (12 patients at voxel_scale 3; at voxel_scale 4
+# a case's phase is constant in its body and is refused).
+SMALL = {"n_patients": 12, "voxel_scale": 3.0}
+
+
+@pytest.fixture(scope="module")
+def small_profile():
+    return dataclasses.replace(PROFILES["smoke"], modes=("mc",), final_mode="mc")
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory, small_profile):
+    out = tmp_path_factory.mktemp("study_1_job")
+    return out, run_study(out, profile=small_profile, n_jobs=1, **SMALL)
+
+
+def test_every_stage_is_measured(small_study):
+    out, result = small_study
+    stages = result.stages
+    names = ["cohort", "checks, split, Tables 1-2", "preprocessing", "radiomics extraction",
+             "CNN crops", "CNN MC_resnet18", "combined model", "evaluation", "figures", "report",
+             "total"]  # fmt: skip
+    assert list(stages.index) == names
+    assert stages.attrs["n_patients"] == SMALL["n_patients"]
+    assert (stages["wall_s"] > 0).all() and (stages["cpu_s"] > 0).all()
+    assert (stages["peak_rss_mib"] > 0).all() and (stages["peak_rss_all_mib"] > 0).all()
+    assert (stages["peak_rss_all_mib"] >= stages["peak_rss_mib"]).all()
+    for column in ("wall_s", "cpu_s"):
+        np.testing.assert_allclose(
+            stages[f"{column}_per_patient"], stages[column] / SMALL["n_patients"]
+        )
+    # the stages cover the run: what is left is logging and building the pipeline
+    total, parts = stages.loc["total"], stages.drop(index="total")
+    assert parts["wall_s"].sum() <= total["wall_s"] <= parts["wall_s"].sum() + 1.0
+    assert total["cpu_s"] == pytest.approx(parts["cpu_s"].sum(), abs=1.0)
+    assert total["peak_rss_mib"] == parts["peak_rss_mib"].max()
+    # the timings of earlier versions, the same wall seconds
+    timings = result.timings
+    assert result["timings"] is timings
+    assert timings["total"] == stages.loc["total", "wall_s"]
+    assert timings["cnn_comparison"] == pytest.approx(
+        stages.loc[["CNN crops", "CNN MC_resnet18"], "wall_s"].sum()
+    )
+    for key, stage in (("cohort", "cohort"), ("preprocessing", "preprocessing"),
+                       ("radiomics", "radiomics extraction"), ("combined_model", "combined model"),
+                       ("evaluation", "evaluation"), ("figures", "figures"), ("report", "report")):  # fmt: skip
+        assert timings[key] == stages.loc[stage, "wall_s"], key
+
+
+def test_the_stage_table_is_in_the_settings_and_at_the_end_of_the_report(small_study):
+    out, result = small_study
+    settings = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    assert settings["n_patients"] == SMALL["n_patients"]
+    saved = pd.DataFrame(settings["stages"]).set_index("stage")
+    pd.testing.assert_frame_equal(saved, result.stages, check_names=False, check_like=False)
+    assert "cpu_s" in settings["stage_columns"] and "per_patient" in settings["stage_columns"]
+    report = (out / "report.html").read_text(encoding="utf-8")
+    heading = report.index(f"Run time and memory by stage ({SMALL['n_patients']} patients)")
+    assert heading > report.index("<h2>Settings</h2>") > report.index("Table 5.")
+    assert "CNN MC_resnet18" in report[heading:] and "wall_s_per_patient" in report[heading:]
+    assert "'stages'" not in report  # not repeated as a setting
+
+
+def test_n_jobs_gives_the_same_table5(small_study, small_profile, tmp_path, capsys):
+    out, one_job = small_study
+    from p53radiomics.io import read_cohort_csv
+
+    # the same cohort (generating it is deterministic whatever n_jobs: tests/test_datasets.py)
+    X, y = read_cohort_csv(out / "cohort" / "cohort.csv", label="p53")
+    capsys.readouterr()
+    # without Tables 3-4, which Table 5 does not depend on: its models are fitted apart, each
+    # seeded by random_state without torch's global random state
+    no_comparison = dataclasses.replace(small_profile, modes=())
+    two_jobs = run_study(tmp_path, X, y, profile=no_comparison, n_jobs=2)
+    pd.testing.assert_frame_equal(two_jobs.tables["table5"], one_job.tables["table5"])
+    pd.testing.assert_frame_equal(two_jobs.tables["delong"], one_job.tables["delong"])
+    assert "cohort" not in two_jobs.stages.index and "cohort" not in two_jobs.timings
+    # the worker processes' CPU time and memory are counted (psutil): the same N4 work, done in
+    # the workers, is not lost from the stage's CPU time, and their memory adds to the main one's
+    one, two = one_job.stages.loc["preprocessing"], two_jobs.stages.loc["preprocessing"]
+    assert two["cpu_s"] >= 0.5 * one["cpu_s"]
+    assert two["peak_rss_all_mib"] > two["peak_rss_mib"] + 50
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    table = lines[lines.index(f"Run time and memory by stage ({SMALL['n_patients']} patients)") :]
+    assert len(table) == len(two_jobs.stages) + 3  # heading, columns, index name, stages
+    assert table[-1].startswith("total ")

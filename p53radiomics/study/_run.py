@@ -2,7 +2,6 @@
 validation of a fitted model (:func:`evaluate_model`)."""
 
 import json
-import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,18 @@ from ..pipeline import (
 from ._cohort import prepare_cohort
 from ._figures import gradcam_figures, study_figures
 from ._profiles import PREOPERATIVE_COLUMNS, profile_pipeline, resolve_profile
-from ._tables import cnn_comparison, delong_table, model_table, print_summary, table1, table2
+from ._tables import (
+    STAGE_NOTE,
+    StageClock,
+    cnn_comparison,
+    delong_table,
+    model_table,
+    print_stages,
+    print_summary,
+    stage_table,
+    table1,
+    table2,
+)
 
 __all__ = ["StudyResult", "evaluate_model", "run_study"]
 
@@ -32,7 +42,7 @@ __all__ = ["StudyResult", "evaluate_model", "run_study"]
 @dataclass
 class StudyResult(Mapping):
     """What :func:`run_study` returns: its tables, the fitted combined model, timings, skipped
-    patients.
+    patients, figures and what each stage of the run cost.
 
     Also a read-only mapping, as earlier versions returned a dict: ``result["table5"]``,
     ``result["model"]``, ``result["timings"]``, ``result["skipped"]``, ``dict(result)``.
@@ -46,11 +56,19 @@ class StudyResult(Mapping):
         The combined model fitted on the training cohort, with its decision thresholds
         (:func:`~p53radiomics.pipeline.decision_thresholds`).
     timings : dict of str to float
-        Seconds per stage.
+        Wall seconds per stage: ``cohort`` (where generated), ``preprocessing``, ``radiomics``,
+        ``cnn_comparison`` (Tables 3-4), ``combined_model``, ``evaluation``, ``figures``,
+        ``report`` and ``total``.
     skipped : pandas.DataFrame
         Patients left out (index: patient id; ``column``, ``reason``).
     figures : dict of str to (path, caption)
         The PNG files written.
+    stages : pandas.DataFrame or None
+        One row per stage (each CNN of Tables 3-4 its own) and a ``total`` row: ``wall_s``,
+        ``cpu_s``, ``peak_rss_mib``, ``peak_rss_all_mib``, ``wall_s_per_patient``,
+        ``cpu_s_per_patient``; ``stages.attrs["n_patients"]`` is the run's number of patients.
+        What each column measures is written in ``settings.json`` (``stage_columns``) and under
+        the report's table. Not one of the mapping's keys.
 
     Examples
     --------
@@ -71,6 +89,7 @@ class StudyResult(Mapping):
     timings: dict
     skipped: pd.DataFrame
     figures: dict = field(default_factory=dict)
+    stages: pd.DataFrame = None
 
     def _items(self):
         return {
@@ -102,17 +121,6 @@ class _Split:
     y_vc: object
 
 
-class _Clock:
-    """Elapsed time since the run started, in each log line, and the seconds of each stage."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.timings = {}
-
-    def log(self, message):
-        print(f"[{time.perf_counter() - self.start:7.1f} s] {message}", flush=True)
-
-
 def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, clock):
     """The cohort given, or the synthetic one generated into ``out/cohort``."""
     if X is not None:
@@ -120,15 +128,14 @@ def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, c
     from ..datasets import make_synthetic_cohort
 
     clock.log(f"generating a synthetic cohort of {n_patients} patients")
-    X, y = make_synthetic_cohort(
-        out / "cohort",
-        n_patients=n_patients,
-        random_state=random_state,
-        voxel_scale=voxel_scale,
-        n_jobs=n_jobs,
-    )
-    clock.timings["cohort"] = time.perf_counter() - clock.start
-    return X, y
+    with clock.stage("cohort", "cohort"):
+        return make_synthetic_cohort(
+            out / "cohort",
+            n_patients=n_patients,
+            random_state=random_state,
+            voxel_scale=voxel_scale,
+            n_jobs=n_jobs,
+        )
 
 
 def _split_stage(X, y, test_size, random_state, clock):
@@ -144,71 +151,82 @@ def _split_stage(X, y, test_size, random_state, clock):
 
 def _cache_stage(model, X, clock):
     """Every case preprocessed and its radiomics extracted once, into the model's cache."""
-    t = time.perf_counter()
     clock.log("preprocessing every case (N4, crop, resampling, normalisation; cached)")
-    Xp = model.named_steps["preprocess"].transform(X)
-    clock.timings["preprocessing"] = time.perf_counter() - t
-    t = time.perf_counter()
+    with clock.stage("preprocessing", "preprocessing"):
+        Xp = model.named_steps["preprocess"].transform(X)
     clock.log("extracting radiomics features (cached)")
-    model.get_params()["fusion__radiomics__extract"].transform(Xp)
-    clock.timings["radiomics"] = time.perf_counter() - t
+    with clock.stage("radiomics extraction", "radiomics"):
+        model.get_params()["fusion__radiomics__extract"].transform(Xp)
     return Xp
 
 
 def _cnn_stage(profile, Xp, split, phases, random_state, clock):
-    """Tables 3 and 4."""
+    """Tables 3 and 4, each model a stage."""
     modes = ", ".join(m.upper() for m in profile.modes)
     clock.log(f"comparing CNNs: {', '.join(profile.backbones)} in {modes} modes")
-    t = time.perf_counter()
-    comparison = cnn_comparison(profile, Xp, split, phases, random_state, clock.log)
-    clock.timings["cnn_comparison"] = time.perf_counter() - t
+    comparison = cnn_comparison(
+        profile,
+        Xp,
+        split,
+        phases,
+        random_state,
+        clock.log,
+        stage=lambda name: clock.stage(name, "cnn_comparison"),
+    )
     return {"table3": comparison.get("mc"), "table4": comparison.get("ff")}
 
 
 def _combined_stage(model, split, clock):
     """The combined model fitted on the TC, its thresholds chosen there; Table 5, DeLong tests."""
     clock.log("fitting the combined model on the TC (out-of-fold stacking of the three models)")
-    t = time.perf_counter()
-    model.fit(split.X_tc, split.y_tc)
-    clock.timings["combined_model"] = time.perf_counter() - t
-    scores = {"TC": branch_scores(model, split.X_tc)}
-    scores["VC"], Xp_vc = branch_scores(model, split.X_vc, return_preprocessed=True)
-    # the Youden thresholds chosen on the TC travel with the model, for external validation
-    thresholds = fit_thresholds(model, split.X_tc, split.y_tc, scores=scores["TC"])
-    labels = {"TC": split.y_tc, "VC": split.y_vc}
-    tables = {
-        "table5": model_table(labels, scores, thresholds),
-        "delong": pd.DataFrame(
-            delong_table(split.y_tc, scores["TC"], "TC")
-            + delong_table(split.y_vc, scores["VC"], "VC")
-        ),
-    }
+    with clock.stage("combined model", "combined_model"):
+        model.fit(split.X_tc, split.y_tc)
+    clock.log("evaluating the four models on the TC and the VC")
+    with clock.stage("evaluation", "evaluation"):
+        scores = {"TC": branch_scores(model, split.X_tc)}
+        scores["VC"], Xp_vc = branch_scores(model, split.X_vc, return_preprocessed=True)
+        # the Youden thresholds chosen on the TC travel with the model, for external validation
+        thresholds = fit_thresholds(model, split.X_tc, split.y_tc, scores=scores["TC"])
+        labels = {"TC": split.y_tc, "VC": split.y_vc}
+        tables = {
+            "table5": model_table(labels, scores, thresholds),
+            "delong": pd.DataFrame(
+                delong_table(split.y_tc, scores["TC"], "TC")
+                + delong_table(split.y_vc, scores["VC"], "VC")
+            ),
+        }
     return tables, labels, scores, Xp_vc
 
 
 def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock):
-    """The tables (CSV), the model, the settings and the report."""
+    """The tables (CSV), the model, the report and the settings with the stage table; the stage
+    table is also :func:`run_study`'s ``stages``."""
     from ..report import write_report
 
-    for name, table in tables.items():
-        if table is not None:
-            table.to_csv(out / f"{name}.csv")
-    joblib.dump(model, out / "model.joblib")
-    clock.timings["total"] = time.perf_counter() - clock.start
+    title = "P53 mutation in HCC from three-phase DCE-MRI: the study on " + (
+        "the synthetic cohort" if (out / "cohort").exists() else "your cohort"
+    )
+    report = dict(title=title, tables=tables, figures=figures, profile=profile, skipped=skipped)
+    clock.log("writing the tables, the model and the report")
+    with clock.stage("report", "report"):
+        for name, table in tables.items():
+            if table is not None:
+                table.to_csv(out / f"{name}.csv")
+        joblib.dump(model, out / "model.joblib")
+        write_report(out / "report.html", settings=settings, **report)
+    stages = stage_table(clock, settings["n_patients"])
+    stages.to_csv(out / "stages.csv")
+    settings = {
+        **settings,
+        "stages": stages.reset_index().to_dict("records"),
+        "stage_columns": STAGE_NOTE,
+    }
     (out / "settings.json").write_text(
         json.dumps(settings, indent=2, default=str), encoding="utf-8"
     )
-    write_report(
-        out / "report.html",
-        title="P53 mutation in HCC from three-phase DCE-MRI: the study on "
-        + ("the synthetic cohort" if (out / "cohort").exists() else "your cohort"),
-        tables=tables,
-        figures=figures,
-        profile=profile,
-        settings=settings,
-        skipped=skipped,
-        timings=clock.timings,
-    )
+    # written again with the whole stage table, its own stage included (it takes milliseconds)
+    write_report(out / "report.html", settings=settings, stages=stages, **report)
+    return stages
 
 
 def run_study(
@@ -239,7 +257,8 @@ def run_study(
     Parameters
     ----------
     out : str or os.PathLike
-        Output folder: ``report.html``, ``table*.csv``, ``*.png``, ``model.joblib``, ``cache/``.
+        Output folder: ``report.html``, ``table*.csv``, ``*.png``, ``model.joblib``, ``cache/``,
+        ``settings.json`` and ``stages.csv`` (the stage table, written as each stage ends).
     X, y : pandas.DataFrame and pandas.Series, default=None
         A cohort table and its labels; ``None`` generates the synthetic cohort.
     profile : {"quick", "full"} or Profile, default="quick"
@@ -268,68 +287,77 @@ def run_study(
     Returns
     -------
     results : StudyResult
-        The tables (DataFrames) by name, the fitted combined model, the timings and the skipped
-        patients; also readable as the dict earlier versions returned (``results["table5"]``,
+        The tables (DataFrames) by name, the fitted combined model, the timings, the skipped
+        patients and the stage table (``results.stages``: wall time, CPU time and peak memory of
+        each stage, also in ``settings.json``, at the end of ``report.html`` and of the console
+        output, with seconds per patient to extrapolate a short run); also readable as the dict earlier versions returned (``results["table5"]``,
         ``results["model"]``, ``results["timings"]``, ``results["skipped"]``).
     """
-    clock = _Clock()
-    profile = resolve_profile(profile)
-    out = Path(out).resolve()  # the model stores its cache folder: never relative to a cwd
-    out.mkdir(parents=True, exist_ok=True)
-    X, y = _cohort_stage(
-        out,
-        X,
-        y,
-        n_patients=n_patients,
-        voxel_scale=voxel_scale,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        clock=clock,
-    )
-    X, y, skipped = prepare_cohort(X, y, phases, on_error=on_error, pos_label=pos_label)
-    if len(skipped):
-        clock.log(f"skipped {len(skipped)} patients: " + ", ".join(map(str, skipped.index)))
-    clinical = [c for c in clinical_columns if c in X.columns]
-    split = _split_stage(X, y, test_size, random_state, clock)
-    tables = {
-        "table1": table1(split.X_tc, split.y_tc, split.X_vc, split.y_vc),
-        "table2": table2(split.X_tc, split.y_tc),
-    }
-    model = profile_pipeline(
-        profile,
-        clinical,
-        phases=phases,
-        cache_dir=out / "cache",
-        n_jobs=n_jobs,
-        random_state=random_state,
-    )
-    Xp = _cache_stage(model, X, clock)
-    tables.update(_cnn_stage(profile, Xp, split, phases, random_state, clock))
-    model_tables, labels, scores, Xp_vc = _combined_stage(model, split, clock)
-    tables.update(model_tables)
+    clock = StageClock()
+    try:
+        profile = resolve_profile(profile)
+        out = Path(out).resolve()  # the model stores its cache folder: never relative to a cwd
+        out.mkdir(parents=True, exist_ok=True)
+        clock.path = out / "stages.csv"
+        X, y = _cohort_stage(
+            out,
+            X,
+            y,
+            n_patients=n_patients,
+            voxel_scale=voxel_scale,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            clock=clock,
+        )
+        with clock.stage("checks, split, Tables 1-2"):
+            X, y, skipped = prepare_cohort(X, y, phases, on_error=on_error, pos_label=pos_label)
+            if len(skipped):
+                clock.log(f"skipped {len(skipped)} patients: " + ", ".join(map(str, skipped.index)))
+            clinical = [c for c in clinical_columns if c in X.columns]
+            split = _split_stage(X, y, test_size, random_state, clock)
+            tables = {
+                "table1": table1(split.X_tc, split.y_tc, split.X_vc, split.y_vc),
+                "table2": table2(split.X_tc, split.y_tc),
+            }
+        model = profile_pipeline(
+            profile,
+            clinical,
+            phases=phases,
+            cache_dir=out / "cache",
+            n_jobs=n_jobs,
+            random_state=random_state,
+        )
+        Xp = _cache_stage(model, X, clock)
+        tables.update(_cnn_stage(profile, Xp, split, phases, random_state, clock))
+        model_tables, labels, scores, Xp_vc = _combined_stage(model, split, clock)
+        tables.update(model_tables)
 
-    clock.log("drawing figures")
-    figures = study_figures(out, labels, scores, random_state, model=model, reference="TC")
-    gradcam_ids = list(split.vc[: profile.n_gradcam])
-    figures.update(gradcam_figures(out, model, Xp_vc, gradcam_ids, phases))
-    settings = {
-        "profile": profile.name,
-        **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
-    }
-    settings.update(n_patients=len(X), random_state=random_state, clinical_columns=clinical)
-    _write_outputs(
-        out,
-        tables=tables,
-        model=model,
-        figures=figures,
-        profile=profile,
-        settings=settings,
-        skipped=skipped,
-        clock=clock,
-    )
+        clock.log("drawing figures")
+        with clock.stage("figures", "figures"):
+            figures = study_figures(out, labels, scores, random_state, model=model, reference="TC")
+            gradcam_ids = list(split.vc[: profile.n_gradcam])
+            figures.update(gradcam_figures(out, model, Xp_vc, gradcam_ids, phases))
+        settings = {
+            "profile": profile.name,
+            **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
+        }
+        settings.update(n_patients=len(X), random_state=random_state, clinical_columns=clinical)
+        stages = _write_outputs(
+            out,
+            tables=tables,
+            model=model,
+            figures=figures,
+            profile=profile,
+            settings=settings,
+            skipped=skipped,
+            clock=clock,
+        )
+    finally:
+        clock.close()
     print_summary(tables)
     clock.log(f"done: report in {out / 'report.html'}")
-    return StudyResult(tables, model, clock.timings, skipped, figures)
+    print_stages(stages)
+    return StudyResult(tables, model, clock.timings, skipped, figures, stages)
 
 
 def evaluate_model(

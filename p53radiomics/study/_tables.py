@@ -1,21 +1,40 @@
 """The study's tables: characteristics (Table 1), odds ratios (Table 2), the CNN comparison
-(Tables 3 and 4), the four models (Table 5) and the DeLong tests between them."""
+(Tables 3 and 4), the four models (Table 5) and the DeLong tests between them; and the run's own
+table, what each stage cost (:class:`StageClock`, :func:`stage_table`)."""
 
+import contextlib
+import sys
+import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+try:  # POSIX only: elsewhere the CPU time is this process's alone and no peak memory is read
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+try:  # optional: the CPU time and memory of joblib's worker processes (see StageClock)
+    import psutil
+except ImportError:  # pragma: no cover - psutil comes with the dev extra's dask.distributed
+    psutil = None
 
 from ..pipeline import MODEL_NAMES
 from ._profiles import deep_settings
 
 __all__ = [
     "LAB_BINS",
+    "STAGE_NOTE",
+    "StageClock",
     "TABLE_COLUMNS",
     "cnn_comparison",
     "delong_table",
     "model_table",
+    "print_stages",
     "print_summary",
+    "stage_table",
     "table1",
     "table2",
     "table2_frame",
@@ -104,17 +123,20 @@ def model_table(labels, scores, thresholds=None):
     return diagnostic_table(results, threshold={MODEL_NAMES[k]: t for k, t in thresholds.items()})
 
 
-def cnn_comparison(profile, Xp, split, phases, random_state, log):
+def cnn_comparison(profile, Xp, split, phases, random_state, log, stage=None):
     """Tables 3 and 4: each backbone in each mode, trained on the TC's crops of the preprocessed
-    table `Xp`; ``{mode: table}``."""
+    table `Xp`; ``{mode: table}``. `stage(name)`, a context manager (:meth:`StageClock.stage`),
+    measures the crops and each model."""
     from sklearn.pipeline import Pipeline
 
     from ..metrics import diagnostic_table
     from ..pipeline import make_deep_branch
 
+    stage = stage or (lambda name: contextlib.nullcontext())
     # the crops are computed once for every model, by the crop step the profile's branch has
-    crop = make_deep_branch(phases, **deep_settings(profile)).named_steps["crop"]
-    crops = pd.DataFrame({"crop": list(crop.transform(Xp))}, index=Xp.index)
+    with stage("CNN crops"):
+        crop = make_deep_branch(phases, **deep_settings(profile)).named_steps["crop"]
+        crops = pd.DataFrame({"crop": list(crop.transform(Xp))}, index=Xp.index)
 
     def stack(ids):
         return np.stack(crops.loc[ids, "crop"].to_list()).astype(np.float32)
@@ -123,19 +145,21 @@ def cnn_comparison(profile, Xp, split, phases, random_state, log):
     for mode in profile.modes:
         results = {}
         for backbone in profile.backbones:
-            branch = make_deep_branch(
-                phases,
-                **deep_settings(profile, backbone=backbone, mode=mode),
-                cv=profile.cv,
-                random_state=random_state,
-            )
-            model = Pipeline([(name, step) for name, step in branch.steps if name != "crop"])
+            name = f"{mode.upper()}_{backbone}"
             t = time.perf_counter()
-            model.fit(stack(split.tc), split.y_tc)
-            results[f"{mode.upper()}_{backbone}"] = {
-                "TC": (split.y_tc, model.predict_proba(stack(split.tc))[:, 1]),
-                "VC": (split.y_vc, model.predict_proba(stack(split.vc))[:, 1]),
-            }
+            with stage(f"CNN {name}"):
+                branch = make_deep_branch(
+                    phases,
+                    **deep_settings(profile, backbone=backbone, mode=mode),
+                    cv=profile.cv,
+                    random_state=random_state,
+                )
+                model = Pipeline([(n, step) for n, step in branch.steps if n != "crop"])
+                model.fit(stack(split.tc), split.y_tc)
+                results[name] = {
+                    "TC": (split.y_tc, model.predict_proba(stack(split.tc))[:, 1]),
+                    "VC": (split.y_vc, model.predict_proba(stack(split.vc))[:, 1]),
+                }
             log(f"  {mode.upper()} {backbone}: trained in {time.perf_counter() - t:.1f} s")
         tables[mode] = diagnostic_table(results, reference_cohort="TC")
     return tables
@@ -161,3 +185,178 @@ def print_summary(tables):
                 print(tables[key][columns].round(3).to_string(index=False))
         print("\nDeLong tests")
         print(tables["delong"].round(4).to_string(index=False))
+
+
+class StageClock:
+    """Elapsed time since the run started, in each log line, and what each stage of the run cost.
+
+    :meth:`stage` measures a stage's wall time, its CPU time (user + system) and its peak memory:
+
+    - CPU: this process (every thread: PyTorch's, SimpleITK's), its child processes that ended
+      (``RUSAGE_CHILDREN``) and, with psutil, its live ones: joblib's loky workers outlive the
+      stages, so without psutil their CPU time is not counted;
+    - ``peak_rss_mib``: this process's peak resident memory in the stage (Linux resets the peak
+      at each stage through ``/proc/self/clear_refs``; elsewhere it is the peak since the process
+      started);
+    - ``peak_rss_all_mib``: the largest sum of the resident memory of this process and its child
+      processes, sampled every 0.2 s with psutil (``NaN`` without it): a spike shorter than that
+      can be missed, and pages the processes share are counted in each.
+
+    Each stage's row is written to the CSV file `path` (where not ``None``) as it ends.
+    """
+
+    def __init__(self, path=None):
+        self.start = time.perf_counter()
+        self.path = path
+        self.timings = {}
+        self.rows = []
+        self._memory = _MemorySampler() if psutil is not None else None
+        self._started = _usage()
+        self.peak_reset = False
+
+    def log(self, message):
+        print(f"[{time.perf_counter() - self.start:7.1f} s] {message}", flush=True)
+
+    @contextmanager
+    def stage(self, name, key=None):
+        """Measure the stage `name`; its wall time is also added to ``timings[key]``."""
+        self.peak_reset = _reset_peak_rss()
+        if self._memory is not None:
+            self._memory.reset()
+        before, t = _usage(), time.perf_counter()
+        yield
+        wall = time.perf_counter() - t
+        peak = _peak_rss_mib()
+        self.rows.append(
+            {
+                "stage": name,
+                "wall_s": wall,
+                "cpu_s": _cpu_between(before, _usage()),
+                "peak_rss_mib": peak,
+                # at least the main process's own peak, which a sample can miss
+                "peak_rss_all_mib": np.nan
+                if self._memory is None
+                else max(peak, self._memory.read()),
+            }
+        )
+        if key is not None:
+            self.timings[key] = self.timings.get(key, 0.0) + wall
+        if self.path is not None:  # the stages so far: what a run stopped midway leaves
+            pd.DataFrame(self.rows).to_csv(self.path, index=False)
+
+    def total(self):
+        """The run so far as one row: wall and CPU time (:func:`stage_table` adds the peaks)."""
+        self.timings["total"] = time.perf_counter() - self.start
+        cpu = _cpu_between(self._started, _usage())
+        return {"stage": "total", "wall_s": self.timings["total"], "cpu_s": cpu}
+
+    def close(self):
+        if self._memory is not None:
+            self._memory.stop()
+
+
+def _usage():
+    """CPU seconds of this process and its ended children, and of each live child process."""
+    if resource is None:  # pragma: no cover - Windows
+        cpu = time.process_time()
+    else:
+        own, ended = (
+            resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        cpu = own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+    live = {}
+    for child in psutil.Process().children(recursive=True) if psutil is not None else ():
+        try:
+            t = child.cpu_times()
+            live[child.pid] = t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:  # ended in the meantime: its time is in RUSAGE_CHILDREN
+            pass
+    return cpu, live
+
+
+def _cpu_between(before, after):
+    """CPU seconds between two :func:`_usage`: a child that ended in between brought its whole
+    life's time into ``RUSAGE_CHILDREN``, so its time before is taken off."""
+    (cpu0, live0), (cpu1, live1) = before, after
+    workers = sum(v - live0.get(pid, 0.0) for pid, v in live1.items())
+    ended = sum(v for pid, v in live0.items() if pid not in live1)
+    return cpu1 - cpu0 + workers - ended
+
+
+def _reset_peak_rss():
+    """Reset this process's peak RSS (Linux); ``False`` where the OS does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss_mib():
+    if resource is None:  # pragma: no cover - Windows
+        return np.nan
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+class _MemorySampler:
+    """The largest total RSS of this process and its child processes since :meth:`reset`,
+    sampled every 0.2 s by a daemon thread (psutil has no peak of another process)."""
+
+    def __init__(self):
+        self._me, self._peak, self._done = psutil.Process(), 0, threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _sample(self):
+        total = 0
+        for process in [self._me, *self._me.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        self._peak = max(self._peak, total)
+
+    def _run(self):
+        while not self._done.wait(0.2):
+            self._sample()
+
+    def reset(self):
+        self._peak = 0
+        self._sample()
+
+    def read(self):
+        self._sample()
+        return self._peak / 2**20
+
+    def stop(self):
+        self._done.set()
+
+
+#: What the columns of :func:`stage_table` measure.
+STAGE_NOTE = (
+    "wall_s: elapsed seconds; cpu_s: user + system CPU seconds of the main process (all its "
+    "threads), of its worker processes while they run (psutil) and of its ended child processes; "
+    "peak_rss_mib: the main process's peak resident memory in the stage (MiB); peak_rss_all_mib: "
+    "the largest total resident memory of the main and worker processes, sampled every 0.2 s; "
+    "*_per_patient: the stage's seconds divided by the run's number of patients, to extrapolate "
+    "a short run (--n-patients) to a larger cohort."
+)
+
+
+def stage_table(clock, n_patients):
+    """The stages a :class:`StageClock` measured and the run's total, as a DataFrame indexed by
+    stage, with each stage's seconds per patient; ``attrs["n_patients"]`` is `n_patients`."""
+    stages = pd.DataFrame(clock.rows)
+    total = {**clock.total(), **stages[["peak_rss_mib", "peak_rss_all_mib"]].max()}
+    table = pd.DataFrame([*clock.rows, total]).set_index("stage")
+    for column in ("wall_s", "cpu_s"):
+        table[f"{column}_per_patient"] = table[column] / n_patients
+    table.attrs["n_patients"] = n_patients
+    return table
+
+
+def print_stages(table):
+    """The stage table, printed."""
+    print(f"\nRun time and memory by stage ({table.attrs['n_patients']} patients)")
+    with pd.option_context("display.width", 200):
+        print(table.round(3).to_string())
