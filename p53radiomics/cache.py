@@ -132,6 +132,13 @@ def fingerprint(cell):
         digest.update(b"image:")
         _hash_image(cell, digest)
         return digest.hexdigest()
+    if isinstance(cell, str):
+        from .io import parse_cell  # lazy: io does not import the cache
+
+        path_text, key, value = parse_cell(cell)
+        if key is not None:  # a selector: the series, segment or ROI it names is part of the key
+            digest.update(f"selector:{key}={value}:".encode())
+            cell = path_text
     path = Path(cell)
     if path.is_dir():
         digest.update(b"folder:")

@@ -127,6 +127,7 @@ def make_radiomics_branch(
     random_state=None,
     harmonize=False,
     batch_column="scanner",
+    robustness_threshold=None,
 ):
     """The radiomics model: PyRadiomics, z-score, Spearman filter at 0.9, LASSO, logistic regression.
 
@@ -147,12 +148,16 @@ def make_radiomics_branch(
     cv : int, default=5
         Folds of the LASSO's cross-validation.
     random_state : int or None, default=None
-        Seeds the LASSO's folds.
+        Seeds the LASSO's folds and the extractor's ROI perturbations.
     harmonize : bool, default=False
         Insert a ``harmonize`` step (:class:`~p53radiomics.ComBatHarmonizer`) after ``extract``,
         which then passes the `batch_column` through beside the features.
     batch_column : str, default="scanner"
         Cohort column naming each patient's scanner (used with ``harmonize=True``).
+    robustness_threshold : float or None, default=None
+        The extractor's robustness filter (:class:`RadiomicsExtractor`): keep the features whose
+        ICC across the training patients' repeated ROIs (else perturbed ROIs) reaches it, e.g.
+        0.75; ``None`` keeps every feature. Grid-searchable as ``extract__robustness_threshold``.
 
     Returns
     -------
@@ -176,6 +181,8 @@ def make_radiomics_branch(
         cache_dir=cache_dir,
         n_jobs=n_jobs,
         passthrough=(batch_column,) if harmonize else (),
+        robustness_threshold=robustness_threshold,
+        random_state=random_state,
     )
     harmonizer = [("harmonize", ComBatHarmonizer(batch_column))] if harmonize else []
     return Pipeline(
@@ -287,6 +294,7 @@ def make_paper_pipeline(
     harmonize=False,
     batch_column="scanner",
     context_slices=_DEEP["context_slices"],
+    robustness_threshold=None,
 ):
     """The study's combined model: preprocessing, then a stacking fusion of three models.
 
@@ -341,6 +349,10 @@ def make_paper_pipeline(
         data (see :func:`make_radiomics_branch`).
     batch_column : str, default="scanner"
         Cohort column naming each patient's scanner (used with ``harmonize=True``).
+    robustness_threshold : float or None, default=None
+        The radiomics branch's robustness filter (see :func:`make_radiomics_branch`), fitted on
+        each training fold only; grid-searchable as
+        ``fusion__radiomics__extract__robustness_threshold`` (``None`` turns it off).
 
     Returns
     -------
@@ -379,6 +391,7 @@ def make_paper_pipeline(
                 random_state=random_state,
                 harmonize=harmonize,
                 batch_column=batch_column,
+                robustness_threshold=robustness_threshold,
             ),
         ),
         (

@@ -2,6 +2,8 @@
 headers only, with the checks that the slices make one evenly spaced volume
 (:data:`SLICE_SPACING_TOLERANCE`)."""
 
+import fnmatch
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,14 @@ from .._settings import GEOMETRY_TOLERANCE, SLICE_SPACING_TOLERANCE
 from ..exceptions import CohortError
 from ..utils._sitk import sitk_reason
 from ._geometry import GeometryInfo, fmt, header_geometry, read_header
+from ._selectors import SERIES_KEYS, selector_hint
 
-__all__ = ["dicom_series"]
+__all__ = ["NON_IMAGE_MODALITIES", "dicom_series"]
+
+#: Modalities of DICOM objects that are no image series (segmentations, structure sets, reports,
+#: presentation states, key objects): a folder's image series are chosen among the others, so the
+#: SEG or RTSTRUCT exported beside a series does not make its folder ambiguous.
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "SR", "PR", "KO"})
 
 
 def _mm(value):
@@ -41,18 +49,37 @@ def _dicom_numbers(reader, tag, count):
     return values if values.size == count and np.all(np.isfinite(values)) else None
 
 
-def _describe_series(folder, uid, patient_id, column):
+def _series_header(folder, uid, patient_id, column):
+    """The files of series `uid` in `folder` and the header of its first file."""
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)
-    header = _dicom_header(files[0], patient_id, column)
-    description = (
-        header.GetMetaData("0008|103e").strip() if header.HasMetaDataKey("0008|103e") else ""
-    )
+    return files, _dicom_header(files[0], patient_id, column)
+
+
+def _tag(header, tag):
+    return header.GetMetaData(tag).strip() if header.HasMetaDataKey(tag) else ""
+
+
+def _describe_series(uid, files, header):
+    description = _tag(header, "0008|103e")
     shown = repr(description) if description else "no SeriesDescription"
     return f"{uid} ({shown}, {len(files)} {'slice' if len(files) == 1 else 'slices'})"
 
 
-def dicom_series(folder, patient_id, column):
+def _matches(uid, header, key, value):
+    """Whether series `uid`, whose first header is `header`, is the one selector `key=value` names."""
+    if key == "series":
+        return uid == value
+    if key == "number":
+        number = _tag(header, "0020|0011")
+        return bool(re.fullmatch(r"[+-]?\d+", number)) and int(number) == int(value)
+    return fnmatch.fnmatchcase(_tag(header, "0008|103e").casefold(), value.casefold())
+
+
+def dicom_series(folder, patient_id, column, selector=None):
     """The files of the one DICOM series in `folder`, in slice order, and the volume's geometry.
+
+    `selector` is ``None`` (the folder must hold one series) or a ``(key, value)`` pair choosing
+    one series of the folder (see :mod:`._selectors`: ``series``, ``description`` or ``number``).
 
     Reads the headers only. A series whose slices are not evenly spaced along their normal
     (ImagePositionPatient projected on the normal of ImageOrientationPatient), not stacked along
@@ -63,7 +90,7 @@ def dicom_series(folder, patient_id, column):
     """
     folder = str(folder)
     where = {"patient_id": patient_id, "column": column}
-    files = _series_files(folder, where)
+    files = _series_files(folder, where, selector)
     headers = [_dicom_header(f, **where) for f in files]
     first = headers[0]
     if len(files) == 1:
@@ -89,25 +116,40 @@ def dicom_series(folder, patient_id, column):
     )
 
 
-def _series_files(folder, where):
-    """The files of the one series in `folder`, as GDCM lists them; refuses none or several."""
+def _series_files(folder, where, selector=None):
+    """The files of the one series in `folder` (or the one `selector` names), as GDCM lists them;
+    refuses none, several, or a selector that names none."""
     try:
         ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
-        if len(ids) > 1:
-            described = "; ".join(_describe_series(folder, uid, **where) for uid in ids)
-            raise CohortError(
-                f"folder {folder!r} holds {len(ids)} DICOM series: {described}; "
-                "give the folder of a single series",
-                **where,
-            )
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, ids[0]) if ids else ()
+        series = [(uid, *_series_header(folder, uid, **where)) for uid in ids]
+        series = [s for s in series if _tag(s[2], "0008|0060").upper() not in NON_IMAGE_MODALITIES]
     except RuntimeError as exc:
         raise CohortError(
             f"cannot read the DICOM files of {folder!r}: {sitk_reason(exc)}", **where
         ) from exc
-    if not files:
+    if not series or not series[0][1]:
         raise CohortError(f"folder {folder!r} holds no DICOM series", **where)
-    return files
+    described = "; ".join(_describe_series(*s) for s in series)
+    numbers = ", ".join(_tag(h, "0020|0011") or "none" for _, _, h in series)
+    numbers = f"SeriesNumbers, in that order: {numbers}"
+    if selector is not None:
+        key, value = selector
+        chosen = [s for s in series if _matches(s[0], s[2], key, value)]
+        if len(chosen) != 1:
+            said = "none of" if not chosen else f"{len(chosen)} of"
+            raise CohortError(
+                f"the selector '#{key}={value}' matches {said} the {len(series)} DICOM "
+                f"series of {folder!r}: {described} ({numbers})",
+                **where,
+            )
+        return chosen[0][1]
+    if len(series) > 1:
+        raise CohortError(
+            f"folder {folder!r} holds {len(series)} DICOM series: {described}; give the folder of "
+            f"a single series, or {selector_hint(SERIES_KEYS)} ({numbers})",
+            **where,
+        )
+    return series[0][1]
 
 
 def _slice_planes(files, headers, folder, where):

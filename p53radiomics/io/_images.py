@@ -20,6 +20,9 @@ from ._geometry import (
     require_same_geometry,
 )
 from ._phases import phase_columns
+from ._rtstruct import read_rtstruct
+from ._seg import read_seg
+from ._selectors import SERIES_KEYS, parse_cell
 from ._voxels import nifti_non_finite
 
 __all__ = [
@@ -27,9 +30,18 @@ __all__ = [
     "is_missing",
     "load_case",
     "mask_array_check",
+    "mask_on_grid",
     "read_image",
     "read_mask",
 ]
+
+#: The SOP classes of the two mask objects read here (PS3.4 B.5), beside their Modality.
+_MASK_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+}
+#: The selector key of each mask object, and the object each key is for.
+_MASK_KEYS = {"SEG": "segment", "RTSTRUCT": "roi"}
 
 
 def is_missing(cell):
@@ -39,6 +51,15 @@ def is_missing(cell):
     if isinstance(cell, float) and math.isnan(cell):
         return True
     return isinstance(cell, str) and not cell.strip()
+
+
+def _parse(cell, patient_id, column):
+    """`cell` as ``(path, selector)``, the selector a ``(key, value)`` pair or None."""
+    try:
+        path, key, value = parse_cell(cell)
+    except ValueError as exc:
+        raise CohortError(str(exc), patient_id=patient_id, column=column) from None
+    return path, (None if key is None else (key, value))
 
 
 def _check_path(cell, patient_id, column):
@@ -56,6 +77,48 @@ def _check_path(cell, patient_id, column):
     if not path.exists():
         raise CohortError(f"file not found: {str(path)!r}", patient_id=patient_id, column=column)
     return path
+
+
+def _mask_object(path):
+    """``"SEG"`` or ``"RTSTRUCT"`` where `path` is a DICOM file holding one, else None.
+
+    Only a file named ``*.dcm`` or with the DICOM preamble (``DICM`` at byte 128) is opened, with
+    pydicom (imported here), reading two tags; an RTSTRUCT often lacks the preamble.
+    """
+    if path.is_dir():
+        return None
+    with open(path, "rb") as f:
+        dicm = f.read(132)[128:] == b"DICM"
+    if not dicm and path.suffix.lower() != ".dcm":
+        return None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(
+            path, stop_before_pixels=True, force=True, specific_tags=["Modality", "SOPClassUID"]
+        )
+    except Exception:  # noqa: BLE001 - not DICOM after all: left to SimpleITK to say so
+        return None
+    modality = str(ds.get("Modality", "")).upper()
+    kind = _MASK_SOP_CLASSES.get(str(ds.get("SOPClassUID", "")))
+    return kind or (modality if modality in _MASK_KEYS else None)
+
+
+def _refuse_selector(selector, path, kind, patient_id, column):
+    """Raise if `selector` does not apply to the `kind` of cell at `path` (None: any image)."""
+    if selector is None:
+        return
+    key = selector[0]
+    allowed = {"SEG": ("segment",), "RTSTRUCT": ("roi",), "folder": SERIES_KEYS}.get(kind, ())
+    if key not in allowed:
+        what = {"SEG": "a DICOM SEG", "RTSTRUCT": "an RTSTRUCT", "folder": "a DICOM folder"}
+        raise CohortError(
+            f"the selector '#{key}=' does not apply to {str(path)!r}, "
+            f"{what.get(kind, 'an image file')}: "
+            + ("it takes no selector" if not allowed else f"it takes '#{allowed[0]}='"),
+            patient_id=patient_id,
+            column=column,
+        )
 
 
 def _check_image_kind(image, patient_id, column):
@@ -115,11 +178,20 @@ def read_image(cell, *, patient_id=None, column=None):
     """
     if isinstance(cell, sitk.Image):
         return _check_image_kind(cell, patient_id, column)
+    cell, selector = _parse(cell, patient_id, column)
     path = _check_path(cell, patient_id, column)
+    kind = _mask_object(path)
+    if kind is not None:
+        raise CohortError(
+            f"{str(path)!r} is a DICOM {kind}, a mask: it belongs in a mask column",
+            patient_id=patient_id,
+            column=column,
+        )
+    _refuse_selector(selector, path, "folder" if path.is_dir() else None, patient_id, column)
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(dicom_series(path, patient_id, column)[0])
+            reader.SetFileNames(dicom_series(path, patient_id, column, selector)[0])
             # the slices are checked to lie within this fraction of the spacing of an even grid:
             # ITK need not warn of smaller deviations (its default warns from 1e-4)
             reader.SetSpacingWarningRelThreshold(SLICE_SPACING_TOLERANCE)
@@ -154,28 +226,64 @@ def mask_array_check(array, patient_id, column):
     return first
 
 
-def read_mask(cell, *, patient_id=None, column=None):
+def read_mask(cell, *, patient_id=None, column=None, reference=None, segment=None, roi=None):
     """Read one mask cell and check that it is a usable tumour ROI.
 
     Parameters
     ----------
     cell : str, os.PathLike or SimpleITK.Image
-        As for :func:`read_image`.
+        As for :func:`read_image` (a label image, a DICOM folder), or a DICOM SEG file, or a
+        DICOM RTSTRUCT file. A text cell may end in a selector (see Notes): ``seg.dcm#segment=2``,
+        ``seg.dcm#segment=liver tumour``, ``rtstruct.dcm#roi=GTV``, ``folder#number=4``.
     patient_id : object, default=None
         Row of the cell, named in errors.
     column : str, default=None
         Column of the cell, named in errors.
+    reference : SimpleITK.Image, default=None
+        The image the mask belongs to: a SEG is placed on its grid and an RTSTRUCT rasterised onto
+        it (an RTSTRUCT needs it). Other masks are read as they are (:func:`load_case` checks
+        their geometry against the image's).
+    segment : int or str, default=None
+        The segment of a DICOM SEG, by SegmentNumber (an int) or SegmentLabel (a str), as the
+        cell's ``#segment=`` does. ``None``: the cell's selector, else the SEG's only segment.
+    roi : str, default=None
+        The ROIName of an RTSTRUCT's ROI, as the cell's ``#roi=`` does. ``None``: the cell's
+        selector, else the file's only ROI.
 
     Returns
     -------
     mask : SimpleITK.Image
-        A ``sitkUInt8`` image, 1 inside the ROI and 0 outside, with the geometry of the input. A new
-        image: the input is never modified.
+        A ``sitkUInt8`` image, 1 inside the ROI and 0 outside, with the geometry of the input (of
+        `reference` for a SEG or an RTSTRUCT read with one). A new image: the input is never
+        modified.
 
     Raises
     ------
     CohortError
-        As :func:`read_image`, and also if the mask is empty or holds several labels.
+        As :func:`read_image`, and also if the mask is empty or holds several labels; for a SEG,
+        an unknown segment (the segments are listed) or frames that do not lie on `reference`'s
+        grid; for an RTSTRUCT, no `reference`, an unknown ROI (the ROI names are listed), a POINT
+        ROI or open contours, or contours off the image's slice planes or field of view; a
+        selector that does not fit the cell (``#roi=`` on a SEG...), or `segment`/`roi` given
+        both as a parameter and in the cell.
+
+    Notes
+    -----
+    The selector syntax is ``PATH#KEY=VALUE`` (one per cell; see :func:`parse_cell`): a ``#`` is
+    a selector's only where ``series=``, ``description=``, ``number=``, ``segment=`` or ``roi=``
+    follows it, so other paths holding ``#`` are read as they are.
+
+    A DICOM SEG is read with highdicom: its frames are placed by their plane positions
+    (ImagePositionPatient of each frame), never by frame order; frames the SEG omits (empty ones)
+    are 0; a segment is read alone, so overlapping segments are each whole. A FRACTIONAL segment
+    is inside where its fraction is at least :data:`SEG_FRACTION_THRESHOLD` (0.5). On
+    `reference`, every frame must lie on the image's voxels (the same pixel spacing, voxel centres
+    within :data:`GEOMETRY_TOLERANCE` of the image's, inside the image).
+
+    An RTSTRUCT's contours must lie on the image's slice planes (within
+    :data:`SLICE_SPACING_TOLERANCE` of the slice spacing). A voxel is inside where its centre is
+    inside an odd number of the ROI's contours on its slice (even-odd: a contour within another
+    is a hole); no partial voxels.
 
     Examples
     --------
@@ -190,19 +298,66 @@ def read_mask(cell, *, patient_id=None, column=None):
     >>> int(sitk.GetArrayFromImage(read_mask(mask)).sum())
     1
     """
-    image = read_image(cell, patient_id=patient_id, column=column)
+    grid = None if reference is None else geometry(reference)
+    image = mask_on_grid(cell, grid, patient_id, column, segment=segment, roi=roi)
     mask_array_check(sitk.GetArrayViewFromImage(image), patient_id, column)
     return sitk.Cast(image != 0, sitk.sitkUInt8)
+
+
+def mask_on_grid(cell, grid, patient_id, column, *, segment=None, roi=None):
+    """A mask cell read as a label image, unchecked: a SEG or RTSTRUCT on the
+    :class:`GeometryInfo` `grid` (may be ``None`` for a SEG), any other as :func:`read_image` reads it.
+    """
+    if isinstance(grid, sitk.Image):
+        grid = geometry(grid)
+    if isinstance(cell, sitk.Image):
+        return read_image(cell, patient_id=patient_id, column=column)
+    path, selector = _parse(cell, patient_id, column)
+    path = _check_path(path, patient_id, column)
+    kind = _mask_object(path)
+    if kind is None:
+        if segment is not None or roi is not None:
+            raise CohortError(
+                f"{'segment' if segment is not None else 'roi'}= was given but {str(path)!r} is "
+                "not a DICOM SEG or RTSTRUCT",
+                patient_id=patient_id,
+                column=column,
+            )
+        return read_image(cell, patient_id=patient_id, column=column)
+    _refuse_selector(selector, path, kind, patient_id, column)
+    given = segment if kind == "SEG" else roi
+    wrong = roi if kind == "SEG" else segment
+    if wrong is not None:
+        raise CohortError(
+            f"{'roi' if kind == 'SEG' else 'segment'}= does not apply to {str(path)!r}, a DICOM "
+            f"{kind}",
+            patient_id=patient_id,
+            column=column,
+        )
+    if given is not None and selector is not None and str(given) != selector[1]:
+        raise CohortError(
+            f"the cell selects {selector[0]} {selector[1]!r} and the {_MASK_KEYS[kind]}= "
+            f"parameter {given!r}: give one",
+            patient_id=patient_id,
+            column=column,
+        )
+    chosen = given if given is not None else (None if selector is None else selector[1])
+    read = read_seg if kind == "SEG" else read_rtstruct
+    return read(path, chosen, grid, patient_id, column)
 
 
 def geometry_of_cell(cell, patient_id, column):
     """Geometry of an image cell, reading only the header of a file where possible."""
     if isinstance(cell, sitk.Image):
         return geometry(_check_image_kind(cell, patient_id, column))
-    path = _check_path(cell, patient_id, column)
+    text, selector = _parse(cell, patient_id, column)
+    path = _check_path(text, patient_id, column)
     if path.is_dir():
-        info = dicom_series(path, patient_id, column)[1]
+        _refuse_selector(selector, path, "folder", patient_id, column)
+        info = dicom_series(path, patient_id, column, selector)[1]
         return check_volume(info, patient_id, column)
+    if selector is not None or _mask_object(path) is not None:
+        return geometry(read_image(cell, patient_id=patient_id, column=column))  # its error
     reader = read_header(path, patient_id, column)
     return check_volume(header_geometry(reader), patient_id, column)
 
@@ -258,7 +413,7 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=GEOMET
     case = {}
     for phase, image_col, mask_col in columns:
         image = read_image(row[image_col], patient_id=patient_id, column=image_col)
-        mask = read_mask(row[mask_col], patient_id=patient_id, column=mask_col)
+        mask = read_mask(row[mask_col], patient_id=patient_id, column=mask_col, reference=image)
         require_same_geometry(
             geometry(image),
             geometry(mask),

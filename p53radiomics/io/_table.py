@@ -11,16 +11,101 @@ from .._settings import DEFAULT_PHASES, GEOMETRY_TOLERANCE, ID_COLUMN_CANDIDATES
 from ..exceptions import CohortError
 from ..metrics import binary_labels
 from ._geometry import geometry, require_same_geometry
-from ._images import geometry_of_cell, is_missing, mask_array_check, read_image
-from ._phases import check_phases, phase_columns
+from ._images import geometry_of_cell, is_missing, mask_array_check, mask_on_grid, read_image
+from ._phases import check_mask_set, check_phases, is_mask_column, mask_sets, phase_columns
 from ._voxels import check_voxel_values
 
-__all__ = ["read_cohort_csv", "validate_cohort"]
+__all__ = ["mask_set_patients", "read_cohort_csv", "validate_cohort"]
 
 
 def _image_like_columns(columns, phases):
-    wanted = set(phases) | {f"{p}_mask" for p in phases} | {"mask"}
-    return [c for c in columns if c in wanted]
+    """The image and mask columns, repeated mask sets' included: they hold paths, not clinical data."""
+    return [c for c in columns if c in phases or is_mask_column(c, phases)]
+
+
+def _filled(X, column):
+    """Boolean array: which patients' cells of `column` hold something (see :func:`is_missing`)."""
+    return np.asarray([not is_missing(cell) for cell in X[column]], dtype=bool)
+
+
+def mask_set_patients(X, mask_set, phases=DEFAULT_PHASES, *, require_all=False):
+    """The patients of a cohort table who have a set of repeated masks.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        Cohort table with the mask set's columns (``f"{phase}_mask_{mask_set}"`` or
+        ``f"mask_{mask_set}"``; see :func:`phase_columns`).
+    mask_set : str
+        Name of the set, e.g. ``"reader2"``.
+    phases : sequence of str, default=("ap", "pvp", "dp")
+        Phases whose masks the set must hold.
+    require_all : bool, default=False
+        Raise unless every patient of `X` has the set.
+
+    Returns
+    -------
+    patients : pandas.Index
+        The ids of the patients whose cells of the set are filled, in table order.
+
+    Raises
+    ------
+    CohortError
+        If the set has no column for a phase, if a patient has the set on some phases only, or
+        has a repeated mask without a primary mask of the same phase, or (with `require_all`)
+        lacks the set: naming the (first) patient and the column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from p53radiomics.io import mask_set_patients
+    >>> X = pd.DataFrame(
+    ...     {"ap": ["a1", "a2", "a3"], "mask": ["m1", "m2", "m3"], "mask_reader2": ["r1", None, "r3"]},
+    ...     index=["P1", "P2", "P3"],
+    ... )
+    >>> mask_set_patients(X, "reader2", phases=("ap",)).tolist()
+    ['P1', 'P3']
+    """
+    mask_set = check_mask_set(mask_set)
+    if mask_set is None:
+        raise ValueError("mask_set must name a set of repeated masks, e.g. 'reader2'; got None")
+    has_set = _check_mask_set_cells(X, phases, mask_set)
+    if require_all and not has_set.all():
+        raise CohortError(
+            f"no mask of the set {mask_set!r} ({int((~has_set).sum())} of {len(X)} patients lack "
+            f"it): select the patients that have it, X.loc[mask_set_patients(X, {mask_set!r})]",
+            patient_id=X.index[np.flatnonzero(~has_set)[0]],
+            column=phase_columns(X, phases, mask_set)[0].mask,
+        )
+    return X.index[has_set]
+
+
+def _check_mask_set_cells(X, phases, mask_set):
+    """Which patients have `mask_set`; raise on a partial set or a repeated mask without a primary."""
+    primary = {c.phase: c.mask for c in phase_columns(X, phases)}
+    repeated = phase_columns(X, phases, mask_set)
+    filled = {c.mask: _filled(X, c.mask) for c in repeated}
+    has_set = np.logical_or.reduce(list(filled.values()))
+    for phase, _, column in repeated:
+        if not filled[column][has_set].all():
+            row = np.flatnonzero(has_set & ~filled[column])[0]
+            others = [c for c, f in filled.items() if f[row]]
+            raise CohortError(
+                f"the mask set {mask_set!r} is filled in {others} but not in this column: a "
+                "patient has a mask set on every phase or on none",
+                patient_id=X.index[row],
+                column=column,
+            )
+        lacking = filled[column] & ~_filled(X, primary[phase])
+        if lacking.any():
+            raise CohortError(
+                f"a repeated mask (set {mask_set!r}) on a patient who has no primary mask of phase "
+                f"{phase!r} (column {primary[phase]!r} is empty): the repeated ROI repeats the "
+                "primary one",
+                patient_id=X.index[np.flatnonzero(lacking)[0]],
+                column=column,
+            )
+    return has_set
 
 
 def read_cohort_csv(path, *, id_column=None, phases=DEFAULT_PHASES, label=None):
@@ -133,12 +218,16 @@ def validate_cohort(
 ):
     """Check a cohort table and raise on the first problem, naming the patient and the column.
 
-    Checks, in order: the phases and their columns exist; patient ids are unique; each required
+    Checks, in order: the phases and their columns exist; patient ids are unique; every repeated
+    mask set (columns ``f"{phase}_mask_{s}"`` or ``f"mask_{s}"``, see :func:`phase_columns`) has a
+    column for every phase, and each patient has it on every phase or none, and only where the
+    primary mask of the phase is filled (cells may be empty on patients without the set); each required
     clinical column exists and holds no missing value; `y` is binary, aligned, and its positive
     class known (see :func:`binary_labels`); then, patient by patient, every image file exists and
     opens as a 3D scalar volume (a DICOM folder: one series of evenly spaced slices, see
     :func:`read_image`), every mask is non-empty and holds one label, and each mask shares its
-    image's geometry (size, spacing, origin, direction within `geometry_tolerance`). Images,
+    image's geometry (size, spacing, origin, direction within `geometry_tolerance`), and so does
+    every filled repeated mask. Images,
     DICOM slices included, are read from their headers only unless `check_voxels`; masks are read
     whole. The rules are those every step applies when it reads a case (:func:`load_case`,
     :func:`check_voxel_values`).
@@ -191,6 +280,8 @@ def validate_cohort(
     """
     columns = phase_columns(X, phases)
     _check_unique_index(X)
+    repeated = {s: _check_mask_set_cells(X, phases, s) for s in mask_sets(X.columns, phases)}
+    repeated_columns = {s: phase_columns(X, phases, s) for s in repeated}
     for column in required_columns:
         if column not in X.columns:
             raise CohortError(f"required clinical column {column!r} is missing", column=column)
@@ -205,22 +296,25 @@ def validate_cohort(
         binary_labels(y, X.index, pos_label=pos_label)
     if not check_images:
         return X
-    for patient_id, row in zip(X.index, X.itertuples(index=False), strict=True):
+    for i, (patient_id, row) in enumerate(zip(X.index, X.itertuples(index=False), strict=True)):
         cells = dict(zip(X.columns, row, strict=True))
-        masks = {}  # a shared "mask" column is read once per patient
-        for _, image_col, mask_col in columns:
-            if check_voxels:
+        masks, images = {}, {}  # a shared mask column, an image, read once per patient
+        pairs = [*columns, *(c for s, cs in repeated_columns.items() if repeated[s][i] for c in cs)]
+        for _, image_col, mask_col in pairs:
+            if image_col in images:
+                image_info = images[image_col]
+            elif check_voxels:
                 image = read_image(cells[image_col], patient_id=patient_id, column=image_col)
                 check_voxel_values(image, patient_id=patient_id, column=image_col)
-                image_info = geometry(image)
+                image_info = images[image_col] = geometry(image)
             else:
                 image_info = geometry_of_cell(cells[image_col], patient_id, image_col)
-            if mask_col not in masks:
-                masks[mask_col] = read_image(
-                    cells[mask_col], patient_id=patient_id, column=mask_col
-                )
-                mask_array_check(sitk.GetArrayViewFromImage(masks[mask_col]), patient_id, mask_col)
-            mask = masks[mask_col]
+                images[image_col] = image_info
+            key = (mask_col, image_col)  # a shared SEG/RTSTRUCT mask lands on each phase's grid
+            if key not in masks:
+                masks[key] = mask_on_grid(cells[mask_col], image_info, patient_id, mask_col)
+                mask_array_check(sitk.GetArrayViewFromImage(masks[key]), patient_id, mask_col)
+            mask = masks[key]
             require_same_geometry(
                 image_info,
                 geometry(mask),

@@ -1,14 +1,18 @@
 """RadiomicsExtractor: PyRadiomics on the tumour ROI of each phase, in parallel and cached."""
 
 import os
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
 
 from ..cache import CaseCache
 from ..exceptions import CohortError
-from ..io import DEFAULT_PHASES, phase_columns, validate_cohort
+from ..io import DEFAULT_PHASES, check_mask_set, mask_set_patients, phase_columns, validate_cohort
 from ..utils._cohort_step import CohortStep
+from ..utils._sklearn import Interval, StrOptions
+from . import _robustness as robustness
 from ._params import feature_names, load_params
 from ._worker import check_result, extract_phase
 
@@ -22,7 +26,7 @@ _CACHE_NAMESPACE = "radiomics"
 # --------------------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------------------
-class RadiomicsExtractor(CohortStep):
+class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
     """Extract PyRadiomics features from the tumour ROI of each phase of a cohort table.
 
     A stateless transformer: ``fit`` learns nothing, and ``transform`` runs PyRadiomics on every
@@ -67,6 +71,34 @@ class RadiomicsExtractor(CohortStep):
         Cohort columns copied unchanged into the output after the features, e.g. ``("scanner",)``
         for a :class:`~p53radiomics.ComBatHarmonizer` downstream. A missing column raises
         :class:`~p53radiomics.CohortError` naming it, in ``fit`` and ``transform``.
+    mask_set : str or None, default=None
+        The ROIs to extract from: ``None``, the primary masks; a name such as ``"reader2"``, that
+        set of repeated masks (columns ``f"{phase}_mask_reader2"``, else ``"mask_reader2"``; see
+        :func:`~p53radiomics.io.phase_columns`). Every patient transformed must have the set:
+        under ``on_error="raise"`` a patient without it raises :class:`~p53radiomics.CohortError`
+        (select the patients first, ``X.loc[mask_set_patients(X, "reader2")]``, see
+        :func:`~p53radiomics.io.mask_set_patients`); under ``"skip"`` its features are NaN and it
+        is listed in ``skipped_``. A transformer returns one row per input row, so it neither
+        drops such patients silently nor fills them with another set's features.
+    robustness_threshold : float in [0, 1] or None, default=None
+        The robustness filter: ``None`` keeps every feature (the step is then stateless, as
+        without the filter). A number, e.g. 0.75 ("good" reliability, Koo & Li 2016), makes
+        ``fit`` compute each feature's ICC over the training patients (see Notes) and keep those
+        with ICC >= the threshold: ``transform`` and :meth:`get_feature_names_out` then give only
+        those (and need ``fit``). If no feature passes, ``fit`` raises a :class:`ValueError` naming
+        the best ICC found: lower the threshold.
+    robustness_masks : "auto", "perturb" or list of str, default="auto"
+        Where the filter's ICC comes from: ``"auto"``, the repeated mask sets of the training table
+        (all of them) where it has any, else perturbations; ``"perturb"``, perturbations of each
+        training ROI; a list, those mask sets. A set held by fewer than 2 training patients raises
+        a :class:`ValueError` (silently switching to perturbations would change the method
+        between folds).
+    n_perturbations : int, default=3
+        Perturbed extractions per training patient and phase (with ``robustness_masks`` giving
+        perturbations).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the perturbations. With an int each patient gets the same perturbations in every fit
+        (every fold of a cross-validation), so a second fit reads them from the cache.
 
     Attributes
     ----------
@@ -90,6 +122,22 @@ class RadiomicsExtractor(CohortStep):
     cache_misses_ : int
         Set by ``transform``: pairs its last call gave PyRadiomics (and wrote to the cache, if any,
         when they succeeded).
+    icc_ : pandas.DataFrame
+        With the robustness filter, set by ``fit``: one row per feature (index ``feature``), a
+        column per comparison (each repeated mask set against the primary masks, or
+        ``"perturbation"``) and ``icc``, their minimum, which the threshold is applied to. NaN for
+        a feature constant across the training patients (no ICC): it is not kept.
+    robust_features_ : ndarray of str
+        With the robustness filter, set by ``fit``: the features kept, in output order.
+    robustness_source_ : str
+        With the robustness filter, set by ``fit``: ``"repeated"`` or ``"perturb"``.
+    perturbation_entropy_ : int
+        With perturbations, set by ``fit``: the integer every perturbation's seed derives from
+        (`random_state`, or the entropy drawn for ``random_state=None``).
+    robustness_cache_hits_, robustness_cache_misses_ : int
+        With the robustness filter, set by ``fit``: the repeated or perturbed extractions its last
+        call read from the cache and gave PyRadiomics (``cache_hits_`` and ``cache_misses_`` count
+        the primary extraction).
 
     See Also
     --------
@@ -117,6 +165,17 @@ class RadiomicsExtractor(CohortStep):
     aligned): put a :class:`~sklearn.impute.SimpleImputer` after this step, or drop the patients
     listed in ``skipped_`` before fitting.
 
+    The robustness filter is fitted on the training table only: in a cross-validation the
+    validation patients' repeated ROIs never decide which features are kept. Each repeated mask
+    set is compared with the primary masks over the training patients that have it, with
+    ICC(A,1) (``"ICC2"`` of :func:`~p53radiomics.metrics.icc`), which Koo & Li recommend for
+    readers and sessions; a feature's ICC is its lowest over the sets. Perturbations (contour
+    grown or shrunk by up to 1 mm, sub-voxel translation, small rotation, noise: see
+    :mod:`p53radiomics.radiomics._robustness`) are compared with the primary ROI with ICC(1,1)
+    (``"ICC1"``), as Zwanenburg et al. (2019) do, being drawn anew for each patient. Repeated and
+    perturbed extractions are cached like primary ones (a perturbed one under a key holding its
+    seed and settings); training rows that a skipped case left NaN are left out of the ICC.
+
     Examples
     --------
     >>> import numpy as np, pandas as pd, SimpleITK as sitk
@@ -140,6 +199,11 @@ class RadiomicsExtractor(CohortStep):
         "params": [None, dict, str, os.PathLike],
         "cache_dir": [None, str, os.PathLike],
         "passthrough": [list, tuple],
+        "mask_set": [None, str],
+        "robustness_threshold": [None, Interval(Real, 0, 1, closed="both")],
+        "robustness_masks": [StrOptions({"auto", "perturb"}), list, tuple],
+        "n_perturbations": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
         **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
     _fixed_output = False  # a table of float features: scikit-learn's set_output applies
@@ -156,6 +220,11 @@ class RadiomicsExtractor(CohortStep):
         on_error="raise",
         verbose=0,
         passthrough=(),
+        mask_set=None,
+        robustness_threshold=None,
+        robustness_masks="auto",
+        n_perturbations=3,
+        random_state=None,
     ):
         self.phases = phases
         self.params = params
@@ -164,12 +233,19 @@ class RadiomicsExtractor(CohortStep):
         self.on_error = on_error
         self.verbose = verbose
         self.passthrough = passthrough
+        self.mask_set = mask_set
+        self.robustness_threshold = robustness_threshold
+        self.robustness_masks = robustness_masks
+        self.n_perturbations = n_perturbations
+        self.random_state = random_state
 
     def _check_settings(self):
+        check_mask_set(self.mask_set)
         return load_params(self.params)
 
     def _check_table(self, X):
         validate_cohort(X, self.phases, check_images=False)
+        phase_columns(X, self.phases, check_mask_set(self.mask_set))
         self._check_passthrough(X)
 
     def transform(self, X):
@@ -192,43 +268,71 @@ class RadiomicsExtractor(CohortStep):
         ------
         CohortError
             Under ``on_error="raise"``, on the first case that fails, naming its patient and phase.
+        NotFittedError
+            With the robustness filter, before ``fit``.
         """
+        if self.robustness_threshold is None:
+            return self._extract(X, self.mask_set)
+        check_is_fitted(self, "robust_features_")
+        return self._keep_robust(self._extract(X, self.mask_set))
+
+    def _extract(self, X, mask_set):
+        """The features of every patient and phase of `X`, from the masks of `mask_set`."""
+        return self._extract_tables(X, mask_set, None)[0]
+
+    def _extract_perturbed(self, X, entropy):
+        """One feature table (without passthrough) per perturbation of the `mask_set` ROIs."""
+        return [t[self._feature_columns()] for t in self._extract_tables(X, self.mask_set, entropy)]
+
+    def _extract_tables(self, X, mask_set, entropy):
+        """The feature tables of `X`: one, or one per perturbation when `entropy` is given."""
         params = self._start_transform(X)
-        columns = phase_columns(X, self.phases)
+        columns = phase_columns(X, self.phases, mask_set)
+        if mask_set is not None and self.on_error == "raise":  # under "skip": skipped cases
+            mask_set_patients(X, mask_set, self.phases, require_all=True)
         names = feature_names(params)
         phases = [c.phase for c in columns]
         passthrough = self._check_passthrough(X, [f"{p}_{n}" for p in phases for n in names])
-
+        numbers = [()] if entropy is None else [(i,) for i in range(self.n_perturbations)]
         context = {
             "index": X.index,
             "columns": columns,
             "params": params,
             "names": names,
             "cache_params": {"params": params, "pyradiomics": _pyradiomics_version()},
+            "entropy": entropy,
         }
-        cases = [(row, j) for row in range(len(X)) for j in range(len(columns))]
-        results = self._run_cases(X, cases, context)
+        cases = [(r, j, *n) for n in numbers for r in range(len(X)) for j in range(len(columns))]
+        self._perturbing = entropy is not None  # the worker of this call (see _case_worker)
+        try:
+            results = self._run_cases(X, cases, context)
+        finally:
+            del self._perturbing
 
-        values = np.full((len(X), len(phases) * len(names)), np.nan, dtype=np.float64)
+        values = {n: np.full((len(X), len(phases) * len(names)), np.nan) for n in numbers}
         diagnostics = {}  # (phase index, name) -> {row: value}
         skipped = []  # (row, phase, column, reason), in the table's order
         # in the order of `results` (the cache's hits, then the extractions): that of the diagnostics
-        for (row, j), result in results.items():
+        for (row, j, *number), result in results.items():
             if isinstance(result, CohortError):
                 skipped.append((row, phases[j], result.column, result.reason))
                 continue
             features, diag = result
-            values[row, j * len(names) : (j + 1) * len(names)] = [features[n] for n in names]
+            block = slice(j * len(names), (j + 1) * len(names))
+            values[tuple(number)][row, block] = [features[n] for n in names]
             for name, value in diag.items():
                 diagnostics.setdefault((j, name), {})[row] = value
         self.diagnostics_ = self._diagnostics_frame(diagnostics, X.index, phases)
-        self._record_skipped(*_skipped_extractions(X, skipped, len(phases)))
+        self._record_skipped(*_skipped_extractions(X, skipped, len(cases)), stacklevel=5)
         columns_out = [f"{phase}_{name}" for phase in phases for name in names]
-        features = pd.DataFrame(values, index=X.index.copy(), columns=columns_out)
-        if passthrough:
-            kept = X[passthrough].set_axis(features.index, axis=0)
-            features = pd.concat([features, kept], axis=1)
-        return features
+        tables = []
+        for number in numbers:
+            features = pd.DataFrame(values[number], index=X.index.copy(), columns=columns_out)
+            if passthrough:
+                kept = X[passthrough].set_axis(features.index, axis=0)
+                features = pd.concat([features, kept], axis=1)
+            tables.append(features)
+        return tables
 
     def _check_passthrough(self, X, feature_names_out=None):
         """The `passthrough` names as a list; raise if one is missing from `X` or is a feature name."""
@@ -262,15 +366,19 @@ class RadiomicsExtractor(CohortStep):
         A cell that cannot be hashed (a missing file, an empty cell) is extracted, and so reported
         by :mod:`p53radiomics.io` with its patient id and column.
         """
-        row, j = case
+        row, j, *number = case
         _, image_col, mask_col = context["columns"][j]
+        params = context["cache_params"]
+        if number:  # a perturbation: its seed and settings are part of the key
+            perturbation = {"seed": _seed(context, row, number), **robustness.PERTURBATION_SETTINGS}
+            params = {**params, "perturbation": perturbation}
         try:
             return cache.key(
                 *(
                     self._cell_fingerprint(X.iat[row, X.columns.get_loc(c)], X.index[row], c, memo)
                     for c in (image_col, mask_col)
                 ),
-                params=context["cache_params"],
+                params=params,
             )
         except Exception:
             return None
@@ -284,19 +392,31 @@ class RadiomicsExtractor(CohortStep):
         return None if entry is None else (entry["features"], entry["diagnostics"])
 
     def _case_worker(self):
-        return extract_phase
+        return robustness.extract_perturbed if self.__dict__.get("_perturbing") else extract_phase
 
     def _case_args(self, X, case, key, cache, context):
-        row, j = case
+        row, j, *number = case
         phase, image_col, mask_col = context["columns"][j]
-        cells = {c: [X.iat[row, X.columns.get_loc(c)]] for c in (image_col, mask_col)}
+        # A repeated set's mask goes to the worker as the phase's own mask column, which
+        # load_case reads; its errors are given the real column back in _case_result.
+        name = mask_col if mask_col in ("mask", f"{phase}_mask") else f"{phase}_mask"
+        cells = {
+            image_col: [X.iat[row, X.columns.get_loc(image_col)]],
+            name: [X.iat[row, X.columns.get_loc(mask_col)]],
+        }
         one_row = pd.DataFrame(cells, index=X.index[row : row + 1])
-        return one_row, X.index[row], phase, context["params"], int(self.verbose)
+        args = (one_row, X.index[row], phase, context["params"], int(self.verbose))
+        if number:
+            args += (_seed(context, row, number), dict(robustness.PERTURBATION_SETTINGS))
+        return args
 
     def _case_result(self, case, key, outcome, cache, context):
-        row, j = case
+        row, j = case[:2]
         if outcome[0] == "error":
-            raise outcome[1]
+            error, mask_col = outcome[1], context["columns"][j].mask
+            if error.column in ("mask", f"{context['columns'][j].phase}_mask"):
+                error = CohortError(error.reason, patient_id=error.patient_id, column=mask_col)
+            raise error
         _, features, diagnostics, messages = outcome
         patient_id, phase = context["index"][row], context["columns"][j].phase
         check_result(features, context["names"], messages, patient_id, phase)
@@ -343,6 +463,9 @@ class RadiomicsExtractor(CohortStep):
             raise ValueError(
                 f"phases must be a non-empty list or tuple of distinct phase names, got {phases!r}"
             )
+        if self.robustness_threshold is not None:
+            check_is_fitted(self, "robust_features_")
+            return np.asarray(list(self.robust_features_) + list(self.passthrough), dtype=object)
         names = feature_names(self.params)
         out = [f"{phase}_{name}" for phase in phases for name in names]
         return np.asarray(out + self._check_passthrough(None, out), dtype=object)
@@ -354,7 +477,11 @@ def _pyradiomics_version():
     return radiomics.__version__
 
 
-def _skipped_extractions(X, skipped, n_phases):
+def _seed(context, row, number):
+    return robustness.perturbation_seed(context["entropy"], context["index"][row], number[0])
+
+
+def _skipped_extractions(X, skipped, n_cases):
     """``skipped_`` and its warning from ``(row, phase, column, reason)`` tuples in table order."""
     table = pd.DataFrame(
         [s[1:] for s in skipped],
@@ -366,7 +493,7 @@ def _skipped_extractions(X, skipped, n_phases):
     )
     more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
     message = (
-        f"RadiomicsExtractor skipped {len(skipped)} of {len(X) * n_phases} (patient, phase) "
+        f"RadiomicsExtractor skipped {len(skipped)} of {n_cases} (patient, phase) "
         f"extractions, whose features are NaN (see skipped_): {shown}{more}"
     )
     return table, message
