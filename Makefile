@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/p53radiomics demo --out $(OUT)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist); a module whose tests share costly
+# module-scoped fixtures is kept on one worker (its xdist_group mark, --dist loadgroup).
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 $(DOCS_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install -e ".[dev,docs]"

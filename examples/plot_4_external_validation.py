@@ -14,7 +14,7 @@ three scanners the model never saw:
 - DeLong's test between the combined and the clinical model;
 - ROC, calibration and decision curves.
 
-The same evaluation from the command line is ``p53radiomics evaluate --model model.joblib
+The same evaluation from the command line is ``p53radiomics evaluate --model model.p53
 --cohort external.csv --label p53 --out DIR`` (see the user guide).
 
 .. note::

@@ -1,9 +1,13 @@
 """The ``p53radiomics`` command line.
 
 - ``p53radiomics demo --out DIR [--profile quick|full]``: the whole study on the synthetic cohort;
-- ``p53radiomics fit --cohort cohort.csv --label COLUMN --out model.joblib``;
-- ``p53radiomics evaluate --model model.joblib --cohort external.csv --label COLUMN --out DIR``;
-- ``p53radiomics predict --model model.joblib --cohort new.csv --out predictions.csv``.
+- ``p53radiomics fit --cohort cohort.csv --label COLUMN --out model.p53``;
+- ``p53radiomics evaluate --model model.p53 --cohort external.csv --label COLUMN --out DIR``;
+- ``p53radiomics predict --model model.p53 --cohort new.csv --out predictions.csv``;
+- ``p53radiomics card model.p53``: the model card stored in the file.
+
+A model file is written by :func:`~p53radiomics.save_model` (nothing in it runs when loaded)
+unless ``--out`` ends in ``.joblib`` or ``.pkl``; ``--model`` reads both, a pickle with a warning.
 
 Every command writes only where ``--out`` (and ``--cache-dir``) say. Heavy libraries are imported
 inside the commands, so ``--help`` answers at once.
@@ -78,16 +82,58 @@ def _positive(args, y):
     return positive  # not among the labels: prepare_cohort names the ones found
 
 
-def _fit(args):
+#: Suffixes of ``--out`` that ``fit`` writes as a joblib pickle (any other: a .p53 model file).
+PICKLE_SUFFIXES = (".joblib", ".pkl")
+PICKLE_WARNING = (
+    "warning: {path} is a pickle (joblib): loading it runs code from the file; load only files "
+    "you trust, and share models as .p53 files (p53radiomics fit --out model.p53)"
+)
+
+
+def _load(path):
+    """``(model, card)`` from a model file: a zip archive through :func:`load_model` (with its
+    card, or ``None``), anything else through joblib, after a one-line warning."""
+    import zipfile
+
+    from .model_card import CARD_KEY
+    from .persistence import load_model, read_manifest
+
+    if zipfile.is_zipfile(path):
+        metadata = read_manifest(path)["metadata"]
+        card = metadata.get(CARD_KEY) if isinstance(metadata, dict) else None
+        return load_model(path), card
     import joblib
 
-    from .pipeline import fit_thresholds
+    print(PICKLE_WARNING.format(path=path), file=sys.stderr)
+    return joblib.load(path), None
+
+
+def _save(model, out, X, y, scores, thresholds, skipped, args):
+    if out.suffix.lower() in PICKLE_SUFFIXES:
+        import joblib
+
+        joblib.dump(model, out)
+        return
+    from .model_card import CARD_KEY, missing_data_note, training_model_card
+    from .persistence import save_model
+
+    card = training_model_card(
+        model, X, y, scores=scores, thresholds=thresholds,
+        data_source=f"cohort table {Path(args.cohort).name} (label column {args.label!r})",
+        missing_data=missing_data_note(skipped, args.on_error),
+        settings={"profile": args.profile, "random_state": args.random_state},
+    )  # fmt: skip
+    save_model(model, out, metadata={CARD_KEY: card})
+
+
+def _fit(args):
+    from .pipeline import branch_scores, fit_thresholds
     from .study import PREOPERATIVE_COLUMNS, profile_pipeline
 
     start = time.perf_counter()
     X, y = _read(args)
     clinical = args.clinical_columns or [c for c in PREOPERATIVE_COLUMNS if c in X.columns]
-    X, y, _ = _prepare(args, X, y, required_columns=clinical)
+    X, y, skipped = _prepare(args, X, y, required_columns=clinical)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or out.with_name(out.stem + "_cache")
@@ -108,19 +154,18 @@ def _fit(args):
         flush=True,
     )
     model.fit(X, y)
-    fit_thresholds(model, X, y)  # chosen on this cohort, stored with the model
-    joblib.dump(model, out)
+    scores = branch_scores(model, X)
+    thresholds = fit_thresholds(model, X, y, scores=scores)  # chosen here, stored with the model
+    _save(model, out, X, y, scores, thresholds, skipped, args)
     print(f"Wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 
 def _evaluate(args):
-    import joblib
-
     from .study import evaluate_model
 
     X, y = _read(args)
-    model = joblib.load(args.model)
+    model, card = _load(args.model)
     results = evaluate_model(
         model,
         X,
@@ -129,6 +174,8 @@ def _evaluate(args):
         phases=_phases(args),
         on_error=args.on_error,
         pos_label=_positive(args, y),
+        card=card,
+        cache_dir=args.cache_dir,
     )
     columns = ["model", "cohort", "n", "accuracy", "auc_ci", "sensitivity", "specificity"]
     print(results["table5"][columns].round(3).to_string(index=False))
@@ -146,15 +193,14 @@ def _evaluate(args):
 
 
 def _predict(args):
-    import joblib
     import pandas as pd
 
     from .pipeline import branch_scores, decision_thresholds, fitted_clinical_columns, use_cache
 
     X = _read(args)
-    model = joblib.load(args.model)
+    model, _ = _load(args.model)
     X, _, _ = _prepare(args, X, None, required_columns=fitted_clinical_columns(model))
-    model = use_cache(model, None)  # predictions only: nothing cached anywhere
+    model = use_cache(model, args.cache_dir)  # by default (None) nothing is cached anywhere
     scores = branch_scores(model, X)
     table = pd.DataFrame({f"p_{k}": v for k, v in scores.items()}, index=X.index)
     threshold = (decision_thresholds(model) or {}).get("combined", 0.5)
@@ -163,6 +209,13 @@ def _predict(args):
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out)
     print(f"Wrote {len(table)} predictions to {out}")
+    return 0
+
+
+def _card(args):
+    from .model_card import format_model_card, read_model_card
+
+    print(format_model_card(read_model_card(args.model)), end="")
     return 0
 
 
@@ -211,7 +264,8 @@ def _add_demo(commands):
         help="run the whole study on the embedded synthetic cohort",
         description="Generate the synthetic three-phase DCE-MRI cohort, split it 7:3, and run the study: "
         "Tables 1-5, DeLong tests, nomogram, calibration and decision curves, Grad-CAM. Writes report.html, "
-        "the tables (CSV), the figures (PNG) and the fitted combined model (model.joblib); the time, CPU time and "
+        "the tables (CSV), the figures (PNG), the fitted combined model with its model card (model.p53; "
+        "'p53radiomics card' prints the card), model_card.md and checklist.csv; the time, CPU time and "
         "peak memory of every stage end the console output and the report (also in settings.json and stages.csv). "
         "Outputs go only under --out.",
     )
@@ -254,10 +308,17 @@ def _add_fit(commands):
         "fit",
         help="fit the combined model on your cohort",
         description="Fit the study's combined model (preprocessing; clinical, radiomics and CNN models; stacking) "
-        "on a cohort CSV and save it with joblib. A per-case cache is kept beside the model (--cache-dir).",
+        "on a cohort CSV and save it, with its model card, as a .p53 file that loading never executes "
+        "(p53radiomics.save_model). A per-case cache is kept beside the model (--cache-dir).",
     )
     _add_cohort_arguments(fit)
-    fit.add_argument("--out", required=True, help="where to write the fitted model (.joblib)")
+    fit.add_argument(
+        "--out",
+        required=True,
+        help="where to write the fitted model: a .p53 model file (any suffix but .joblib and .pkl); "
+        ".joblib or .pkl writes a joblib pickle as earlier versions did, which runs code when "
+        "loaded and holds no model card",
+    )
     fit.add_argument(
         "--clinical-columns",
         nargs="+",
@@ -300,6 +361,25 @@ def _add_fit(commands):
     fit.set_defaults(func=_fit)
 
 
+_MODEL_HELP = (
+    "a model written by 'p53radiomics fit' or 'demo': a .p53 file (nothing in it runs), or a joblib "
+    "pickle (loading it runs code from the file: a warning says so)"
+)
+
+
+def _add_card(commands):
+    """The ``card`` sub-command."""
+    card = commands.add_parser(
+        "card",
+        help="print the model card stored in a model file",
+        description="Print the model card of a .p53 model file (written by 'fit' or 'demo'): intended "
+        "use, training cohort, inputs, settings, performance with 95% CIs, calibration, the branches' "
+        "contributions, limitations, versions. Nothing in the file runs.",
+    )
+    card.add_argument("model", help="a .p53 model file")
+    card.set_defaults(func=_card)
+
+
 def _add_evaluate(commands):
     """The ``evaluate`` sub-command."""
     evaluate = commands.add_parser(
@@ -308,11 +388,15 @@ def _add_evaluate(commands):
         description="Evaluate a fitted model on another cohort: Table 5, DeLong tests, ROC, calibration and "
         "decision curves, at the thresholds chosen on the training cohort. Writes report.html under --out.",
     )
-    evaluate.add_argument(
-        "--model", required=True, help="a model written by 'p53radiomics fit' or 'demo'"
-    )
+    evaluate.add_argument("--model", required=True, help=_MODEL_HELP)
     _add_cohort_arguments(evaluate)
     evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.add_argument(
+        "--cache-dir",
+        default=None,
+        help="per-case cache folder, which several evaluations of one cohort can share "
+        "(default: OUT/cache)",
+    )
     evaluate.set_defaults(func=_evaluate)
 
 
@@ -324,11 +408,15 @@ def _add_predict(commands):
         description="Write each patient's fused probability, each model's probability and the call at the "
         "training threshold to a CSV.",
     )
-    predict.add_argument(
-        "--model", required=True, help="a model written by 'p53radiomics fit' or 'demo'"
-    )
+    predict.add_argument("--model", required=True, help=_MODEL_HELP)
     _add_cohort_arguments(predict, label=False)
     predict.add_argument("--out", required=True, help="the predictions CSV to write")
+    predict.add_argument(
+        "--cache-dir",
+        default=None,
+        help="per-case cache folder, to reuse the preprocessing of cases seen before "
+        "(default: none, nothing is written but the CSV)",
+    )
     predict.set_defaults(func=_predict)
 
 
@@ -344,7 +432,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for add in (_add_demo, _add_fit, _add_evaluate, _add_predict):
+    for add in (_add_demo, _add_fit, _add_evaluate, _add_predict, _add_card):
         add(commands)
     return parser
 
@@ -352,10 +440,13 @@ def build_parser():
 def main(argv=None):
     """Entry point of the ``p53radiomics`` console script."""
     args = build_parser().parse_args(argv)
-    from .exceptions import CohortError
+    from .exceptions import CohortError, ModelFileError
 
     try:
         return args.func(args)
+    except ModelFileError as err:  # a refused model file: one line naming file and member
+        print(f"p53radiomics {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except CohortError as err:  # a bad input: one line naming patient and column, exit code 2
         print(f"p53radiomics {args.command}: error: {err}", file=sys.stderr)
         if (

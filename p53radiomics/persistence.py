@@ -44,7 +44,8 @@ from .harmonization import ComBatHarmonizer
 from .preprocessing import LargestSliceCropper, N4Resampler
 from .radiomics import RadiomicsExtractor
 
-__all__ = ["LIBRARY_TYPES", "SKLEARN_TYPES", "load_model", "read_manifest", "save_model"]
+__all__ = ["LIBRARY_TYPES", "SKLEARN_TYPES", "library_versions", "load_model", "read_manifest",
+           "save_model"]  # fmt: skip
 
 #: File format version ``(major, minor)``: another major is refused, another minor warns.
 FORMAT_VERSION = (1, 0)
@@ -93,8 +94,7 @@ class _CNNState:
 
 
 class _FrameState:
-    """Stand-in for a pandas DataFrame or Series (skops writes neither): its labels, index and
-    one numpy array per column, every dtype a numpy one."""
+    """Stand-in for a DataFrame or Series (skops writes neither): labels, index, numpy columns."""
 
     def __init__(self, **state):
         vars(self).update(state)
@@ -145,8 +145,7 @@ def _type_name(cls):
 
 
 def _find(root, wanted):
-    """The objects of ``root``'s graph (through containers and instance ``__dict__``) for which
-    ``wanted`` is true, each once, depth first; their insides are not searched."""
+    """The ``wanted`` objects in ``root``'s graph (containers, ``__dict__``), once, depth first."""
     found, seen, stack = [], set(), [root]
     while stack:
         obj = stack.pop()
@@ -175,7 +174,8 @@ def _tensors_bytes(module):
     return safetensors.torch.save(tensors, metadata={"format": "pt"})
 
 
-def _versions():
+def library_versions():
+    """``{library: version}`` of p53radiomics and the libraries a model depends on."""
     import radiomics
     import SimpleITK
 
@@ -227,7 +227,7 @@ def _manifest(model, members, cnns):
         "format_version": "{}.{}".format(*FORMAT_VERSION),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "model_type": _type_name(type(model)),
-        "versions": _versions(),
+        "versions": library_versions(),
         "members": {
             name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
             for name, data in members.items()
@@ -383,7 +383,7 @@ def _check_versions(manifest, path):
     version included: what it adds is ignored)."""
     saved = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
     saved = {**saved, "file format": manifest["format_version"]}
-    here = {"file format": "{}.{}".format(*FORMAT_VERSION), **_versions()}
+    here = {"file format": "{}.{}".format(*FORMAT_VERSION), **library_versions()}
     differ = [f"{k} {saved.get(k)} (installed: {v})" for k, v in here.items() if saved.get(k) != v]
     if differ:
         warnings.warn(

@@ -56,6 +56,32 @@ def _table_html(name, table):
     return table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="", border=0, escape=True)
 
 
+def _parts_html(parts):
+    """A section's parts as HTML: a paragraph (str), a bullet list (list) or a table (DataFrame)."""
+    out = []
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            out.append(part.to_html(na_rep="", border=0, escape=True))
+        elif isinstance(part, (list, tuple)):
+            out.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in part) + "</ul>")
+        elif part is not None:
+            out.append(f"<p>{html.escape(str(part))}</p>")
+    return "".join(out)
+
+
+def _sections_html(sections):
+    """``(heading, parts)`` pairs; a pair whose parts are pairs again is a section of sections."""
+    out = []
+    for heading, parts in sections:
+        out.append(f"<h2>{html.escape(heading)}</h2>")
+        for part in parts:
+            if isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], str):
+                out.append(f"<h3>{html.escape(part[0])}</h3>{_parts_html(part[1])}")
+            else:
+                out.append(_parts_html([part]))
+    return "\n".join(out)
+
+
 def _image_tag(path):
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(Path(path).stem)}">'
@@ -72,6 +98,7 @@ def write_report(
     skipped=None,
     timings=None,
     stages=None,
+    sections=(),
 ):
     """Write the HTML report of a study run.
 
@@ -97,6 +124,11 @@ def write_report(
         What each stage of the run cost (``run_study``'s ``stages``: one row per stage, its
         ``attrs["n_patients"]`` the run's number of patients), shown as the last table; where
         `settings` has a ``stage_columns`` note, it is written under the table.
+    sections : sequence of (str, list), default=()
+        Further sections, after the figures: a heading and its parts, each a paragraph (str), a
+        bullet list (list of str), a table (DataFrame) or a sub-section (a ``(heading, parts)``
+        tuple), e.g. the model card (:func:`~p53radiomics.model_card.model_card_sections`) and
+        the reporting checklist.
 
     Returns
     -------
@@ -151,6 +183,8 @@ def write_report(
             parts.append(
                 f"<figure>{_image_tag(file)}<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
+    if sections:
+        parts.append(_sections_html(sections))
     shown = {k: v for k, v in (settings or {}).items() if k not in ("stages", "stage_columns")}
     if shown:  # the stage table is shown below, as a table
         frame = pd.DataFrame({"value": [str(v) for v in shown.values()]}, index=list(shown))

@@ -13,7 +13,6 @@ def shared_data_dir():
     candidates = [
         os.environ.get("P53RADIOMICS_SHARED_DATA"),
         REPO.parent / "shared" / "data",
-        "/work/shared/data",
     ]
     for candidate in candidates:
         if candidate and Path(candidate, "README.md").is_file():

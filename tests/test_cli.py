@@ -14,13 +14,21 @@ import shutil
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import joblib
 import pandas as pd
 import pytest
 
-from p53radiomics.cli import main
+from p53radiomics import load_model
+from p53radiomics.cli import PICKLE_WARNING, main
 from p53radiomics.datasets import make_synthetic_cohort
+from p53radiomics.model_card import format_model_card, read_model_card
+from p53radiomics.pipeline import MODEL_NAMES
+
+# Under `make test` (pytest-xdist, --dist loadgroup) the tests that share the fitted model go to
+# one worker (their module-scoped fixtures are built once); the others are spread out.
+fitted_model_group = pytest.mark.xdist_group("test_cli_fitted_model")
 
 
 def _console(*args, cwd=None):
@@ -54,7 +62,7 @@ def _listing(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["fit"], ["evaluate"], ["predict"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["fit"], ["evaluate"], ["predict"], ["card"]])
 def test_help(command):
     result = _console(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -118,7 +126,9 @@ def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
         "table4.csv",
         "table5.csv",
         "delong.csv",
-        "model.joblib",
+        "model.p53",
+        "model_card.md",
+        "checklist.csv",
         "roc_vc.png",
         "nomogram.png",
     ):
@@ -163,7 +173,7 @@ def cohorts(tmp_path_factory):
 def fitted_model(cohorts, tmp_path_factory):
     train, _ = cohorts
     before = _listing(train)
-    out = tmp_path_factory.mktemp("model") / "model.joblib"
+    out = tmp_path_factory.mktemp("model") / "model.p53"
     result = _run(
         "fit",
         "--cohort",
@@ -182,11 +192,19 @@ def fitted_model(cohorts, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def external_cache(tmp_path_factory):
+    """One per-case cache for the evaluations and predictions of the external cohort
+    (``--cache-dir``): each of its cases is preprocessed once for the whole module."""
+    return tmp_path_factory.mktemp("external_cache")
+
+
+@fitted_model_group
 def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
-    cohorts, fitted_model, tmp_path
+    cohorts, fitted_model, external_cache, tmp_path
 ):
     train, external = cohorts
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.p53"
     # the other model's per-case cache serves this one: the same cases, the same preprocessing
     shared_cache = fitted_model.with_name("model_cache")
     result = _run(
@@ -195,7 +213,7 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
         *("--cache-dir", str(shared_cache)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    fitted = joblib.load(model)
+    fitted = load_model(model)
     combat = fitted.named_steps["fusion"].named_estimators_["radiomics"].named_steps["harmonize"]
     assert (
         fitted.named_steps["fusion"]
@@ -211,7 +229,7 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
     assert len(expected)  # the test needs a scanner that training could not estimate
     result = _run(
         *("evaluate", "--model", str(model), "--cohort", str(external / "cohort.csv")),
-        *("--label", "p53", "--out", str(tmp_path / "eval")),
+        *("--label", "p53", "--out", str(tmp_path / "eval"), "--cache-dir", str(external_cache)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # said once, in the report and one line, rather than as a warning per transform
@@ -224,6 +242,7 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
     ).read_text(encoding="utf-8")
 
 
+@fitted_model_group
 def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
     _, external = cohorts
     before = _listing(external)
@@ -242,8 +261,22 @@ def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
         str(tmp_path / "eval"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "runs code" not in result.stderr  # a .p53 file: no pickle warning
     assert "Combined model" in result.stdout and (tmp_path / "eval" / "report.html").is_file()
-    assert "External" in pd.read_csv(tmp_path / "eval" / "table5.csv")["cohort"].tolist()
+    table5 = pd.read_csv(tmp_path / "eval" / "table5.csv")
+    assert "External" in table5["cohort"].tolist()
+    # the model card: its external rows are the report's Table 5, its training rows the file's
+    card = read_model_card(fitted_model)
+    md = (tmp_path / "eval" / "model_card.md").read_text(encoding="utf-8")
+    report = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Model card</h2>" in report and "Reporting checklist" in report
+    for auc_ci in table5["auc_ci"]:
+        assert auc_ci in md and report.count(auc_ci) >= 2, auc_ci
+    for row in card["performance"]:
+        assert f"{row['auc']:.3f} ({row['auc_low']:.3f}–{row['auc_high']:.3f})" in md
+    checklist = pd.read_csv(tmp_path / "eval" / "checklist.csv", keep_default_na=False)
+    calibration = checklist.loc[checklist["topic"] == "calibration", "answer"].item()
+    assert "TC:" in calibration and "External:" in calibration
     result = _run(
         "predict",
         "--model",
@@ -268,9 +301,68 @@ def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
     assert (tmp_path / "eval" / "cache").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "pred.csv"]
     assert _listing(model_cache) == cache_before
+    # the same model as a joblib pickle predicts the same, after one line of warning
+    pickle = tmp_path / "pickle" / "model.joblib"
+    pickle.parent.mkdir()
+    joblib.dump(load_model(fitted_model), pickle)
+    result = _run(
+        *("predict", "--model", str(pickle), "--cohort", str(external / "cohort.csv")),
+        *("--out", str(tmp_path / "pickle" / "pred.csv")),
+        *("--cache-dir", str(tmp_path / "eval" / "cache")),  # the cases evaluate preprocessed
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    warning = PICKLE_WARNING.format(path=pickle)
+    assert result.stderr.splitlines().count(warning) == 1 and "\n" not in warning
+    assert "runs code from the file" in warning
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "pickle" / "pred.csv", index_col=0), predictions
+    )
 
 
-def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, tmp_path):
+@fitted_model_group
+def test_fit_writes_a_p53_file_with_its_card(fitted_model):
+    assert zipfile.is_zipfile(fitted_model)
+    card = read_model_card(fitted_model)
+    assert {r["cohort"] for r in card["performance"]} == {"TC"}
+    assert [r["model"] for r in card["performance"]] == list(MODEL_NAMES.values())
+    assert card["training_cohort"]["n"] == 20
+    assert "apparent" in card["cohorts"]["TC"] and card["settings"]["profile"] == "smoke"
+    assert sorted(card["contributions"]["coefficients"]) == ["clinical", "deep", "radiomics"]
+
+
+@fitted_model_group
+def test_card_command_prints_the_card_and_refuses_a_pickle(fitted_model, tmp_path):
+    result = _run("card", str(fitted_model))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == format_model_card(read_model_card(fitted_model))
+    joblib.dump(load_model(fitted_model), tmp_path / "model.joblib")
+    result = _run("card", str(tmp_path / "model.joblib"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "not a zip archive" in result.stderr
+
+
+@fitted_model_group
+def test_a_refused_model_file_is_one_line_and_exit_code_2(cohorts, fitted_model, tmp_path):
+    _, external = cohorts
+    damaged = tmp_path / "damaged.p53"
+    with zipfile.ZipFile(fitted_model) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data + b" " if name == "metadata.json" else data)
+    result = _run(
+        *("predict", "--model", str(damaged), "--cohort", str(external / "cohort.csv")),
+        *("--out", str(tmp_path / "p.csv")),
+    )
+    _one_line_error(result, "metadata.json")
+    assert result.stderr.startswith("p53radiomics predict: error:")
+    assert not (tmp_path / "p.csv").exists()
+
+
+@fitted_model_group
+def test_bad_rows_name_patient_and_column_or_are_skipped(
+    cohorts, fitted_model, external_cache, tmp_path
+):
     _, external = cohorts
     table = _absolute_table(external)
     table.loc[2, "pvp"] = str(tmp_path / "missing.nii.gz")
@@ -300,6 +392,8 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, 
         str(tmp_path / "eval"),
         "--on-error",
         "skip",
+        "--cache-dir",
+        str(external_cache),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
@@ -314,6 +408,8 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(cohorts, fitted_model, 
         str(tmp_path / "p.csv"),
         "--on-error",
         "skip",
+        "--cache-dir",
+        str(external_cache),
     )
     assert result.returncode == 0 and "skipped patient 'P0003'" in result.stderr
     assert "P0003" not in pd.read_csv(tmp_path / "p.csv", index_col=0).index
@@ -336,6 +432,7 @@ def _one_line_error(result, *expected):
         assert text in error[0], error[0]
 
 
+@fitted_model_group
 def test_string_labels_need_a_positive_class_and_are_refused_before_any_image_work(
     cohorts, tmp_path
 ):
@@ -355,6 +452,7 @@ def test_string_labels_need_a_positive_class_and_are_refused_before_any_image_wo
     _one_line_error(result, "column 'p53'", "'mutant'", "'neg'", "'pos'")
 
 
+@fitted_model_group
 def test_missing_label_stops_fit_at_once_naming_patient_and_column(cohorts, tmp_path):
     train, _ = cohorts
     table = _absolute_table(train)
@@ -369,13 +467,14 @@ def test_missing_label_stops_fit_at_once_naming_patient_and_column(cohorts, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.csv"]
 
 
+@fitted_model_group
 def test_predict_without_a_clinical_column_of_the_model_is_one_line(
     cohorts, fitted_model, tmp_path
 ):
     from p53radiomics.pipeline import fitted_clinical_columns
 
     _, external = cohorts
-    needed = fitted_clinical_columns(joblib.load(fitted_model))
+    needed = fitted_clinical_columns(load_model(fitted_model))
     table = _absolute_table(external).drop(columns=[needed[0]])
     cohort = tmp_path / "no_column.csv"
     table.to_csv(cohort, index=False)
@@ -388,8 +487,9 @@ def test_predict_without_a_clinical_column_of_the_model_is_one_line(
     assert not (tmp_path / "p.csv").exists()
 
 
+@fitted_model_group
 def test_evaluate_string_labels_with_positive_and_skipped_missing_labels(
-    cohorts, fitted_model, tmp_path
+    cohorts, fitted_model, external_cache, tmp_path
 ):
     _, external = cohorts
     table = _absolute_table(external)
@@ -408,6 +508,7 @@ def test_evaluate_string_labels_with_positive_and_skipped_missing_labels(
         result = _run(
             *("evaluate", "--model", str(fitted_model), "--cohort", str(cohort)),
             *("--label", "p53", "--out", str(tmp_path / kind), "--on-error", "skip", *extra),
+            *("--cache-dir", str(external_cache)),
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "1 patients skipped; listed in the report" in result.stderr

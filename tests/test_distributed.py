@@ -38,6 +38,10 @@ from p53radiomics.radiomics import RadiomicsExtractor
 from p53radiomics.utils._parallel import parallel_map
 from p53radiomics.utils._sitk import one_sitk_thread
 
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
+# its module-scoped fixtures are built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("test_distributed")
+
 N4_FAST = {"n_iterations": (20, 20)}
 IMAGE_COLUMNS = {"ap", "ap_mask", "pvp", "pvp_mask", "dp", "dp_mask"}
 # A few features of every kind of class PyRadiomics computes from an image, on one image type.

@@ -29,6 +29,10 @@ from p53radiomics import (
 )
 from p53radiomics.persistence import read_manifest
 
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
+# its module-scoped fixtures are built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("test_persistence")
+
 # A reduced radiomics set and tiny CNN settings keep the one fit of this module to seconds.
 TINY_RADIOMICS = {
     "imageType": {"Original": {}},

@@ -16,6 +16,10 @@ from p53radiomics import ComBatHarmonizer, make_paper_pipeline
 from p53radiomics.exceptions import UnseenBatchWarning
 from p53radiomics.pipeline import branch_scores, fitted_clinical_columns, make_radiomics_branch
 
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
+# its module-scoped fixtures are built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("test_pipeline")
+
 # A reduced radiomics set and tiny CNN settings keep these tests to seconds per fit.
 TINY_RADIOMICS = {
     "imageType": {"Original": {}},

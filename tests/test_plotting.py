@@ -26,6 +26,10 @@ from p53radiomics.plotting import (
     RocCurveDisplay,
 )
 
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
+# its module-scoped fixtures are built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("test_plotting")
+
 
 @pytest.fixture(autouse=True)
 def _agg_backend():

@@ -11,6 +11,10 @@ import pytest
 from p53radiomics.pipeline import DEEP_BRANCH_DEFAULTS
 from p53radiomics.study import PROFILES, StudyResult, profile_pipeline, run_study
 
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
+# its module-scoped fixtures are built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("test_study")
+
 
 def test_the_full_profile_is_the_study_deep_model():
     full = PROFILES["full"]
@@ -138,3 +142,27 @@ def test_n_jobs_gives_the_same_table5(small_study, small_profile, tmp_path, caps
     table = lines[lines.index(f"Run time and memory by stage ({SMALL['n_patients']} patients)") :]
     assert len(table) == len(two_jobs.stages) + 3  # heading, columns, index name, stages
     assert table[-1].startswith("total ")
+
+
+def test_the_demo_card_is_the_reports_table5(small_study):
+    from p53radiomics.checklist import reporting_checklist
+    from p53radiomics.model_card import read_model_card
+
+    out, result = small_study
+    card, table5 = read_model_card(out / "model.p53"), result.tables["table5"]
+    assert not (out / "model.joblib").exists()
+    assert [(r["model"], r["cohort"]) for r in card["performance"]] == list(
+        zip(table5["model"], table5["cohort"], strict=True)
+    )
+    for row, (_, expected) in zip(card["performance"], table5.iterrows(), strict=True):
+        for column in (
+            "n", "threshold", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity",
+        ):  # fmt: skip
+            assert row[column] == expected[column], column
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Model card</h2>" in report
+    assert all(report.count(auc_ci) >= 2 for auc_ci in table5["auc_ci"])
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "checklist.csv", keep_default_na=False, dtype=str),
+        reporting_checklist(card).astype(str),
+    )

@@ -13,7 +13,10 @@ the aorta and portal vein, and one tumour whose appearance follows its clinical 
   larger in P53-mutated tumours (distributions that overlap widely), so radiomics and a CNN find a
   real but weak signal;
 - the phases are acquired in separate breath-holds: each phase (and its mask) is shifted by about a
-  millimetre from the others.
+  millimetre from the others;
+- repeated ROIs (:data:`REPEATED_MASK_SETS`): for some patients a second reader's and a second
+  session's masks, whose outline is the primary one moved by 0.5 to 2 mm (see
+  :func:`repeated_mask`).
 
 Several simulated scanners differ in voxel spacing, intensity scale and offset, noise (Rician) and a
 smooth multiplicative bias field, so that N4 correction, resampling, normalisation and harmonisation
@@ -29,17 +32,27 @@ import pandas as pd
 import SimpleITK as sitk
 from joblib import Parallel, delayed
 from scipy.ndimage import gaussian_filter
+from scipy.special import ndtr
 
 from .._settings import DEFAULT_PHASES
 from ._clinical import STUDY_PREVALENCE, draw_clinical
 
-__all__ = ["SCANNERS", "Scanner", "make_synthetic_cohort"]
+__all__ = ["REPEATED_MASK_SETS", "SCANNERS", "Scanner", "make_synthetic_cohort"]
 
 PHASES = DEFAULT_PHASES
 LABEL_COLUMN = "p53"
 
 # Field of view (x, y, z) in mm: the upper abdomen around the liver.
 _FOV = np.array([176.0, 160.0, 112.0])
+
+#: The repeated ROIs of the synthetic cohort: mask set name -> range (mm) of the outline's shift.
+#: A second reader's outline moves further from the primary (the first reader's first session)
+#: than the same reader's a week later does.
+REPEATED_MASK_SETS = {"reader2": (0.75, 2.0), "session2": (0.5, 1.25)}
+#: The study's share of patients with repeated ROIs: 30 of 320.
+_STUDY_REPEATED = (30, 320)
+# Correlation length (mm) of the shift along the outline, in plane; slices are drawn apart.
+_SHIFT_CORRELATION_MM = 6.0
 
 
 @dataclass(frozen=True)
@@ -187,9 +200,45 @@ def _render_phase(k, geo, patient, tumour, texture, liver_texture):
     return signal, inside
 
 
-def _render_patient(patient, scanner, voxel_scale, seed):
-    """The three phases of one patient: int16 arrays, uint8 masks and the image geometry."""
+def repeated_mask(geo, spacing, tumour, shift_range, rng):
+    """A repeated ROI of one phase: the primary outline moved by a shift that varies along it.
+
+    The shift (mm) at each point of the outline lies in `shift_range`: its magnitude is a smooth
+    Gaussian random field, correlated over :data:`_SHIFT_CORRELATION_MM` in plane and nearly
+    independent from one slice to the next (a reader draws slice by slice), mapped to the range
+    through the normal CDF; its sign, drawn once per mask, grows or shrinks the ROI (a reader who
+    draws wider or tighter). The outline moves along the ray from the tumour's centre: a point at
+    distance ``r`` from it, whose ray crosses the primary outline at ``R``, is inside when
+    ``r < R + shift``. Computed from the continuous tumour model, not from the voxelised primary
+    mask, so a shift below a voxel still moves the outline where it crosses voxel centres.
+    """
+    z, y, x = geo
+    shape = np.broadcast_shapes(z.shape, y.shape, x.shape)
+    rho = np.broadcast_to(_tumour_radius(z, y, x, *tumour[:4]), shape)
+    centre = tumour[0]
+    distance = np.broadcast_to(
+        np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2), shape
+    )
+    sigma = np.array([0.3, *(_SHIFT_CORRELATION_MM / np.asarray(spacing[1:]))])
+    field = gaussian_filter(rng.standard_normal(shape), sigma=sigma)
+    field /= max(float(field.std()), 1e-12)
+    low, high = shift_range
+    shift = (low + (high - low) * ndtr(field)) * (1.0 if rng.random() < 0.5 else -1.0)
+    boundary = distance / np.maximum(rho, 1e-6)  # R: where the ray crosses the primary outline
+    inside = distance < boundary + shift
+    if not inside.any():  # a tumour smaller than a voxel still marks its centre voxel
+        inside = rho <= rho.min()
+    return inside.astype(np.uint8)
+
+
+def _render_patient(patient, scanner, voxel_scale, seed, repeat_seed=None):
+    """The three phases of one patient: int16 arrays, uint8 masks and the image geometry.
+
+    With `repeat_seed`, also ``{mask set: [uint8 mask per phase]}`` of :data:`REPEATED_MASK_SETS`,
+    drawn from their own stream: the images and primary masks are those drawn without it.
+    """
     rng = np.random.default_rng(seed)
+    repeat_rng = None if repeat_seed is None else np.random.default_rng(repeat_seed)
     spacing_xyz = np.asarray(scanner.spacing) * voxel_scale
     spacing = spacing_xyz[::-1]  # z, y, x
     shape = tuple(int(max(8, round(f / s))) for f, s in zip(_FOV[::-1], spacing, strict=True))
@@ -222,10 +271,14 @@ def _render_patient(patient, scanner, voxel_scale, seed):
     bias = np.exp(strength * poly).astype(np.float32)
 
     images, masks = [], []
+    repeated = {} if repeat_rng is None else {name: [] for name in REPEATED_MASK_SETS}
     for k in range(len(PHASES)):
         shift = rng.normal(0.0, 1.0, size=3)  # breath-hold misregistration, mm
         geo = _grid(shape, spacing, shift)
         signal, inside = _render_phase(k, geo, patient, tumour, texture, liver_texture)
+        for name, masks_of_set in repeated.items():
+            shifts = REPEATED_MASK_SETS[name]
+            masks_of_set.append(repeated_mask(geo, spacing, tumour, shifts, repeat_rng))
         signal = gaussian_filter(signal, sigma=0.5)  # point-spread function
         sigma = scanner.noise
         noisy = np.hypot(signal * bias + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
@@ -237,7 +290,7 @@ def _render_patient(patient, scanner, voxel_scale, seed):
     origin = tuple(
         float(-n * s / 2.0 + s / 2.0) for n, s in zip(shape[::-1], spacing_xyz, strict=True)
     )
-    return images, masks, tuple(float(s) for s in spacing_xyz), origin
+    return images, masks, tuple(float(s) for s in spacing_xyz), origin, repeated
 
 
 def _write(array, spacing, origin, path):
@@ -247,15 +300,37 @@ def _write(array, spacing, origin, path):
     sitk.WriteImage(image, str(path), True, 1)
 
 
-def _make_patient(directory, pid, patient, scanner, voxel_scale, seed):
-    images, masks, spacing, origin = _render_patient(patient, scanner, voxel_scale, seed)
-    cells = {}
+def _make_patient(directory, pid, patient, scanner, voxel_scale, seed, repeat_seed):
+    images, masks, spacing, origin, repeated = _render_patient(
+        patient, scanner, voxel_scale, seed, repeat_seed
+    )
+    arrays = {}
     for phase, image, mask in zip(PHASES, images, masks, strict=True):
-        for column, array in ((phase, image), (f"{phase}_mask", mask)):
-            relative = f"images/{pid}_{column}.nii.gz"
-            _write(array, spacing, origin, directory / relative)
-            cells[column] = relative
+        arrays[phase], arrays[f"{phase}_mask"] = image, mask
+    for name, masks_of_set in repeated.items():
+        for phase, mask in zip(PHASES, masks_of_set, strict=True):
+            arrays[f"{phase}_mask_{name}"] = mask
+    cells = {}
+    for column, array in arrays.items():
+        relative = f"images/{pid}_{column}.nii.gz"
+        _write(array, spacing, origin, directory / relative)
+        cells[column] = relative
     return cells
+
+
+def _repeated_patients(n_repeated, n_patients, rng):
+    """Indices of the patients with repeated ROIs, sorted; `n_repeated` checked."""
+    if n_repeated is None:
+        n_repeated = n_patients * _STUDY_REPEATED[0] // _STUDY_REPEATED[1]
+        n_repeated = 0 if n_repeated < 2 else n_repeated  # an ICC needs 2 patients
+    elif not isinstance(n_repeated, int | np.integer) or not 0 <= n_repeated <= n_patients:
+        raise ValueError(
+            f"n_repeated must be None or an integer from 0 to n_patients={n_patients}, "
+            f"got {n_repeated!r}"
+        )
+    if n_repeated == 0:
+        return set()
+    return set(rng.choice(n_patients, size=int(n_repeated), replace=False).tolist())
 
 
 def make_synthetic_cohort(
@@ -266,6 +341,7 @@ def make_synthetic_cohort(
     n_scanners=7,
     voxel_scale=1.0,
     prevalence=STUDY_PREVALENCE,
+    n_repeated=None,
     n_jobs=None,
     verbose=0,
 ):
@@ -294,6 +370,12 @@ def make_synthetic_cohort(
         test cohorts generated in seconds. The field of view and tumour sizes stay the same.
     prevalence : float, default=183/320
         Fraction of P53-mutated patients in expectation.
+    n_repeated : int or None, default=None
+        Patients, drawn at random, who get repeated ROIs: a second reader's and a second session's
+        mask of every phase (mask sets ``"reader2"`` and ``"session2"``, see Notes). ``None``: the
+        study's share, 30 of 320 (``n_patients * 30 // 320``: 30 for the default 320 patients),
+        or none where that is under 2 (an ICC needs two patients); ``0``: none, and the files are
+        those of a cohort without the parameter.
     n_jobs : int, default=None
         Patients generated in parallel, through joblib: ``None`` means 1 unless in a
         :func:`joblib.parallel_config` context, ``-1`` all cores. In a
@@ -314,6 +396,18 @@ def make_synthetic_cohort(
         ``p53`` labels (1 = mutated), indexed like `X`. ``cohort.csv`` holds the same table with a
         ``patient_id`` and a ``p53`` column and paths relative to its folder; read it back with
         :func:`p53radiomics.io.read_cohort_csv` (``label="p53"``).
+
+    Notes
+    -----
+    **Repeated ROIs.** With patients drawn by `n_repeated`, the columns ``ap_mask_reader2,
+    pvp_mask_reader2, dp_mask_reader2, ap_mask_session2, pvp_mask_session2, dp_mask_session2``
+    follow ``dp_mask`` (empty for the other patients: ``None`` in `X`, an empty cell in
+    ``cohort.csv``); see :func:`p53radiomics.io.phase_columns` for the naming. Each is the primary
+    outline of its phase moved by a shift that varies along the outline and from slice to slice,
+    0.75 to 2 mm for the second reader and 0.5 to 1.25 mm for the second session
+    (:data:`REPEATED_MASK_SETS`), so the second session agrees better with the primary ROI. They
+    are drawn from a random stream of their own: the images, primary masks and clinical values
+    are those of the same `random_state` with ``n_repeated=0``.
 
     Examples
     --------
@@ -337,7 +431,8 @@ def make_synthetic_cohort(
     (directory / "images").mkdir(parents=True, exist_ok=True)
 
     seeds = np.random.SeedSequence(random_state)
-    clinical_seed, scanner_seed, image_seed = seeds.spawn(3)
+    # a fourth child for the repeated ROIs: the first three are those spawn(3) gives
+    clinical_seed, scanner_seed, image_seed, repeat_seed = seeds.spawn(4)
     clinical, y = draw_clinical(n_patients, np.random.default_rng(clinical_seed), prevalence)
     scanners = np.random.default_rng(scanner_seed).integers(0, n_scanners, n_patients)
     ids = [f"P{i + 1:04d}" for i in range(n_patients)]
@@ -345,14 +440,18 @@ def make_synthetic_cohort(
     clinical.insert(0, "patient_id", ids)
     clinical[LABEL_COLUMN] = y
     patient_seeds = image_seed.spawn(n_patients)
+    chosen_seed, *repeat_seeds = repeat_seed.spawn(n_patients + 1)
+    chosen = _repeated_patients(n_repeated, n_patients, np.random.default_rng(chosen_seed))
+    repeat_seeds = [seed if i in chosen else None for i, seed in enumerate(repeat_seeds)]
 
     rows = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_make_patient)(directory, pid, row, SCANNERS[s], voxel_scale, seed)
-        for pid, (_, row), s, seed in zip(
-            ids, clinical.iterrows(), scanners, patient_seeds, strict=True
+        delayed(_make_patient)(directory, pid, row, SCANNERS[s], voxel_scale, seed, repeat)
+        for pid, (_, row), s, seed, repeat in zip(
+            ids, clinical.iterrows(), scanners, patient_seeds, repeat_seeds, strict=True
         )
     )
-    paths = pd.DataFrame(rows)
+    paths = pd.DataFrame(rows)  # the columns of the first patient with repeated ROIs come last
+    paths = paths[[*(c for c in paths.columns if "_mask_" not in c), *_repeated_columns(paths)]]
     table = pd.concat(
         [clinical[["patient_id"]], paths, clinical.drop(columns="patient_id")], axis=1
     )
@@ -360,6 +459,11 @@ def make_synthetic_cohort(
 
     X = table.set_index("patient_id")
     for column in paths.columns:
-        X[column] = [str(directory / p) for p in X[column]]
+        X[column] = [None if pd.isna(p) else str(directory / p) for p in X[column]]
     y = X.pop(LABEL_COLUMN)
     return X, y
+
+
+def _repeated_columns(paths):
+    """The repeated mask columns, set by set in the order of :data:`REPEATED_MASK_SETS`."""
+    return [f"{p}_mask_{s}" for s in REPEATED_MASK_SETS for p in PHASES if f"{p}_mask_{s}" in paths]

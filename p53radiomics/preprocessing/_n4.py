@@ -11,11 +11,20 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..cache import CaseCache
 from ..exceptions import CohortError
-from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns
+from ..io import (
+    DEFAULT_PHASES,
+    check_geometry,
+    check_voxel_values,
+    load_case,
+    mask_set_patients,
+    mask_sets,
+    phase_columns,
+    read_mask,
+)
 from ..utils._cohort_step import CohortStep
 from ..utils._sitk import one_sitk_thread, sitk_reason
 from ..utils._sklearn import Interval, StrOptions
-from ._volume import INTERPOLATORS, ImageProblem, preprocess_volume
+from ._volume import INTERPOLATORS, ImageProblem, RepeatedMaskOutsideCrop, preprocess_volume
 
 __all__ = ["N4Resampler"]
 
@@ -26,9 +35,10 @@ __all__ = ["N4Resampler"]
 _CACHE_VERSION = 2
 _IMAGE_SUFFIX = ".image.nrrd"
 _MASK_SUFFIX = ".mask.nrrd"
+_REPEATED_SUFFIX = ".mask_{}.nrrd"  # of a repeated mask set's mask (set names are file-safe)
 
-# One (patient, phase) pair to preprocess.
-_Item = namedtuple("_Item", ["patient_id", "phase", "image_column", "mask_column"])
+# One (patient, phase) pair to preprocess; `repeated`: ((mask set, column), ...) it has, or ().
+_Item = namedtuple("_Item", ["patient_id", "phase", "image_column", "mask_column", "repeated"])
 
 
 class N4Resampler(CohortStep):
@@ -128,6 +138,18 @@ class N4Resampler(CohortStep):
     the preprocessed image (``float32``) and the column ``f"{phase}_mask"`` its mask (``uint8``,
     0/1, on the image's grid); that column is created where the input used the shared ``mask``
     column, and ``mask`` itself is then dropped, since its geometry no longer matches the images.
+
+    **Repeated ROIs.** Each filled cell of a set ``s`` of repeated masks (a second reader's, a
+    second session's: ``f"{phase}_mask_{s}"`` or ``f"mask_{s}"``, see
+    :func:`~p53radiomics.io.phase_columns`) is cropped and resampled as its phase's primary mask,
+    onto the preprocessed image's grid, into ``f"{phase}_mask_{s}"`` (a shared ``f"mask_{s}"`` is
+    replaced as ``mask`` is); patients without the set keep empty (``None``) cells. The crop box is
+    the *primary* ROI's, so the primary output is the same with or without repeated masks (a box
+    grown to hold them would move the resampling grid, and so the primary features); a repeated
+    ROI reaching beyond it is not cut but refused, naming its column (raise `margin_mm`). A bad
+    repeated mask makes its patient a bad case (under ``"skip"`` every cell of the patient is
+    ``None``). The repeated masks' contents are part of the cache key, and cached with the case;
+    without them, keys and outputs are those of a table without such columns.
 
     **Where the normalisation statistics come from.** The reference region is the *body foreground
     of the whole bias-corrected volume*: the voxels above the triangle threshold of the volume's
@@ -274,7 +296,9 @@ class N4Resampler(CohortStep):
             settings["percentiles"] = None
         return settings
 
-    def _output_columns(self, columns, phase_cols):
+    def _output_columns(self, columns, phase_cols, set_cols=None):
+        """The output's columns; `set_cols`: ``{mask set: its PhaseColumns}`` (repeated masks)."""
+        set_cols = set_cols or {}
         shared_mask_used = any(pc.mask == "mask" for pc in phase_cols)
         phase_of_image = {pc.image: pc.phase for pc in phase_cols}
         out = []
@@ -284,7 +308,23 @@ class N4Resampler(CohortStep):
             out.append(column)
             if column in phase_of_image and f"{phase_of_image[column]}_mask" not in columns:
                 out.append(f"{phase_of_image[column]}_mask")
+        for mask_set, cols in set_cols.items():
+            # a shared f"mask_{s}" becomes one column per phase, after that phase's last mask column
+            if any(pc.mask == f"mask_{mask_set}" for pc in cols):
+                out.remove(f"mask_{mask_set}")
+            for pc in cols:
+                name = f"{pc.phase}_mask_{mask_set}"
+                if name not in out:
+                    prefix = f"{pc.phase}_mask"
+                    last = max(
+                        i for i, c in enumerate(out) if c == prefix or c.startswith(prefix + "_")
+                    )
+                    out.insert(last + 1, name)
         return out
+
+    def _set_columns(self, X):
+        """``{mask set: its PhaseColumns}`` for the repeated mask sets of `X` (see Notes)."""
+        return {s: phase_columns(X, self.phases, s) for s in mask_sets(X.columns, self.phases)}
 
     def get_feature_names_out(self, input_features=None):
         """Columns of the output table.
@@ -298,14 +338,16 @@ class N4Resampler(CohortStep):
         -------
         feature_names_out : ndarray of str
             The input columns, the shared ``mask`` column replaced by one ``f"{phase}_mask"`` column
-            after each phase's image column (see Notes of the class).
+            after each phase's image column, a shared ``f"mask_{s}"`` likewise (see Notes).
         """
         if input_features is None:
             check_is_fitted(self, "feature_names_in_")
             input_features = self.feature_names_in_
         columns = [str(c) for c in input_features]
-        phase_cols = phase_columns(pd.DataFrame(columns=columns), self.phases)
-        return np.asarray(self._output_columns(columns, phase_cols), dtype=object)
+        table = pd.DataFrame(columns=columns)
+        phase_cols = phase_columns(table, self.phases)
+        out = self._output_columns(columns, phase_cols, self._set_columns(table))
+        return np.asarray(out, dtype=object)
 
     # ----------------------------------------------------------------------------------------------
     def transform(self, X):
@@ -322,33 +364,49 @@ class N4Resampler(CohortStep):
         Xt : pandas.DataFrame
             Same index; each phase's image column and its ``f"{phase}_mask"`` column hold the
             preprocessed image and mask (:class:`SimpleITK.Image`, or the path of a cached NRRD file
-            when `cache_dir` is set); other columns unchanged (see Notes of the class).
+            when `cache_dir` is set), and so does each repeated mask's ``f"{phase}_mask_{s}"``
+            (``None`` without it); other columns unchanged (see Notes of the class).
 
         Raises
         ------
         CohortError
             Under ``on_error="raise"``, for the first bad case (missing or unreadable file, empty
             mask, mask with several labels, mask and image of different geometry, an image with
-            NaN or infinite voxels or a constant one, failed N4), naming the patient and the
-            column.
+            NaN or infinite voxels or a constant one, failed N4, a repeated mask off its image's
+            grid or beyond the crop box), naming the patient and the column.
         """
         settings = self._start_transform(X)
         phase_cols = phase_columns(X, self.phases)
-        items = [_Item(pid, *pc) for pid in X.index for pc in phase_cols]
-        results = self._run_cases(X, items, settings)
-        outcomes = ((item.patient_id, results[item]) for item in items)  # in the table's order
+        set_cols = self._set_columns(X)
+        has = {s: set(mask_set_patients(X, s, self.phases)) for s in set_cols}
+        items = {}
+        for pid in X.index:
+            for j, pc in enumerate(phase_cols):
+                repeated = tuple((s, c[j].mask) for s, c in set_cols.items() if pid in has[s])
+                items[pid, pc.phase] = _Item(pid, *pc, repeated)
+        self._sets_of_key = {}  # cache key -> mask sets of its entry (see _cached_result)
+        try:
+            results = self._run_cases(X, list(items.values()), settings)
+        finally:
+            del self._sets_of_key
+        outcomes = ((item.patient_id, results[item]) for item in items.values())  # table order
         self._record_skipped(*self._skipped_patients(X, outcomes, "their cells are None"))
         skipped = set(self.skipped_.index)
-        Xt = X.drop(columns=["mask"]) if any(pc.mask == "mask" for pc in phase_cols) else X.copy()
+        shared = ["mask"] if any(pc.mask == "mask" for pc in phase_cols) else []
+        shared += [f"mask_{s}" for s, c in set_cols.items() if f"mask_{s}" in {p.mask for p in c}]
+        Xt = X.drop(columns=shared)
         for pc in phase_cols:
-            images = np.empty(len(X), dtype=object)
-            masks = np.empty(len(X), dtype=object)
+            names = [pc.image, f"{pc.phase}_mask", *(f"{pc.phase}_mask_{s}" for s in set_cols)]
+            cells = {name: np.empty(len(X), dtype=object) for name in names}
             for i, pid in enumerate(X.index):
                 if pid not in skipped:
-                    images[i], masks[i] = results[_Item(pid, *pc)]
-            Xt[pc.image] = pd.Series(images, index=X.index, dtype=object)
-            Xt[f"{pc.phase}_mask"] = pd.Series(masks, index=X.index, dtype=object)
-        return Xt[self._output_columns(list(X.columns), phase_cols)]
+                    image, mask, repeated = results[items[pid, pc.phase]]
+                    cells[pc.image][i], cells[f"{pc.phase}_mask"][i] = image, mask
+                    for mask_set, cell in repeated.items():
+                        cells[f"{pc.phase}_mask_{mask_set}"][i] = cell
+            for name, column in cells.items():
+                Xt[name] = pd.Series(column, index=X.index, dtype=object)
+        return Xt[self._output_columns(list(X.columns), phase_cols, set_cols)]
 
     # The hooks of CohortStep's case loop; a case is an _Item, its context the settings.
     def _open_cache(self):
@@ -358,21 +416,23 @@ class N4Resampler(CohortStep):
         return CaseCache(os.path.abspath(self.cache_dir), "N4Resampler", version=_CACHE_VERSION)
 
     def _case_key(self, X, item, cache, settings, memo):
-        return cache.key(
-            self._cell_fingerprint(
-                X.at[item.patient_id, item.image_column], item.patient_id, item.image_column, memo
-            ),
-            self._cell_fingerprint(
-                X.at[item.patient_id, item.mask_column], item.patient_id, item.mask_column, memo
-            ),
-            params=settings,
-        )
+        pid, sets = item.patient_id, tuple(s for s, _ in item.repeated)
+        columns = [item.image_column, item.mask_column, *(c for _, c in item.repeated)]
+        inputs = [self._cell_fingerprint(X.at[pid, c], pid, c, memo) for c in columns]
+        # without repeated masks, the key of a table without such columns
+        key = cache.key(*inputs, params={**settings, "mask_sets": list(sets)} if sets else settings)
+        self._sets_of_key[key] = sets
+        return key
 
     def _cached_result(self, cache, key):
         image_path = cache.image_path(key, _IMAGE_SUFFIX)
-        if image_path is None or not cache.path(key, _MASK_SUFFIX).exists():
+        suffixes = [_MASK_SUFFIX, *(_REPEATED_SUFFIX.format(s) for s in self._sets_of_key[key])]
+        if image_path is None or not all(cache.path(key, x).exists() for x in suffixes):
             return None
-        return str(image_path), str(cache.path(key, _MASK_SUFFIX))
+        repeated = {
+            s: str(cache.path(key, _REPEATED_SUFFIX.format(s))) for s in self._sets_of_key[key]
+        }
+        return str(image_path), str(cache.path(key, _MASK_SUFFIX)), repeated
 
     def _case_worker(self):
         return _preprocess_item
@@ -381,7 +441,8 @@ class N4Resampler(CohortStep):
         cache_args = (
             None if cache is None else (str(cache.directory), cache.namespace, cache.version)
         )
-        row = X.loc[[item.patient_id], [item.image_column, item.mask_column]]
+        columns = [item.image_column, item.mask_column, *(c for _, c in item.repeated)]
+        row = X.loc[[item.patient_id], columns]
         return row, item, key, settings, cache_args
 
 
@@ -389,12 +450,13 @@ class N4Resampler(CohortStep):
 # One case, one phase (runs in a joblib worker: a process, a thread or a dask worker)
 # --------------------------------------------------------------------------------------------------
 def _preprocess_item(row, item, key, settings, cache_args):
-    """Preprocess one (patient, phase); return (image, mask), their cached paths, or a CohortError."""
+    """Preprocess one (patient, phase): ``(image, mask, {mask set: mask})`` (or paths), or an error."""
     try:
         with one_sitk_thread():
             image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
             check_voxel_values(image, patient_id=item.patient_id, column=item.image_column)
-            image, mask = preprocess_volume(image, mask, **settings)
+            repeated = [_read_repeated(row, item, column, image) for _, column in item.repeated]
+            image, mask, repeated = preprocess_volume(image, mask, repeated=repeated, **settings)
     except CohortError as exc:
         return exc
     except RuntimeError as exc:  # SimpleITK reports its failures as RuntimeError
@@ -403,12 +465,36 @@ def _preprocess_item(row, item, key, settings, cache_args):
             patient_id=item.patient_id,
             column=item.image_column,
         )
+    except RepeatedMaskOutsideCrop as exc:
+        column = item.repeated[exc.number][1]
+        return CohortError(str(exc), patient_id=item.patient_id, column=column)
     except ImageProblem as exc:
         return CohortError(str(exc), patient_id=item.patient_id, column=item.image_column)
+    sets = [s for s, _ in item.repeated]
     if cache_args is None:
-        return image, mask
+        return image, mask, dict(zip(sets, repeated, strict=True))
     cache = CaseCache(*cache_args)
     mask_path = cache.save_image(key, mask, _MASK_SUFFIX)
+    paths = {
+        s: str(cache.save_image(key, m, _REPEATED_SUFFIX.format(s)))
+        for s, m in zip(sets, repeated, strict=True)
+    }
     # The image is written last: its presence marks a whole entry.
     image_path = cache.save_image(key, image, _IMAGE_SUFFIX)
-    return str(image_path), str(mask_path)
+    return str(image_path), str(mask_path), paths
+
+
+def _read_repeated(row, item, column, image):
+    """The repeated mask of `column` (binary ``uint8``), checked to lie on `image`'s grid."""
+    cell = row.iat[0, row.columns.get_loc(column)]
+    mask = read_mask(cell, patient_id=item.patient_id, column=column, reference=image)
+    difference = check_geometry(image, mask)
+    if difference is not None:
+        raise CohortError(
+            f"the repeated mask does not lie on its image's grid (column {item.image_column!r}): "
+            f"{difference}",
+            patient_id=item.patient_id,
+            column=column,
+        )
+    mask.CopyInformation(image)  # a new image (read_mask's): the input is untouched
+    return mask

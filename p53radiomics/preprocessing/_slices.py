@@ -4,11 +4,19 @@ CNN's input."""
 from numbers import Integral
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
 from ..exceptions import CohortError
-from ..io import DEFAULT_PHASES, check_voxel_values, load_case, phase_columns
+from ..io import (
+    DEFAULT_PHASES,
+    check_mask_set,
+    check_voxel_values,
+    load_case,
+    mask_set_patients,
+    phase_columns,
+)
 from ..utils._cohort_step import CohortStep
 from ..utils._sklearn import Interval, StrOptions
 
@@ -64,6 +72,16 @@ class LargestSliceCropper(CohortStep):
     context_slices : int, default=0
         Slices ``k`` taken on each side of the largest slice; ``0`` gives the study's single
         slice per phase.
+    mask_set : str or None, default=None
+        The ROIs to crop around: ``None``, the primary masks; a name such as ``"reader2"``, that
+        set of repeated masks (columns ``f"{phase}_mask_reader2"``, else ``"mask_reader2"``; see
+        :func:`~p53radiomics.io.phase_columns`), e.g. for the CNN features' ICC across readers.
+        The rules are :class:`~p53radiomics.RadiomicsExtractor`'s: every patient transformed must
+        have the set; under ``on_error="raise"`` a patient without it raises
+        :class:`~p53radiomics.CohortError` (select the patients first,
+        ``X.loc[mask_set_patients(X, "reader2")]``, see
+        :func:`~p53radiomics.io.mask_set_patients`); under ``"skip"`` its crops are NaN and it
+        is listed in ``skipped_``. Errors name the repeated mask's column.
     normalization : {"zscore"} or None, default="zscore"
         ``"zscore"``: each crop (one patient, one phase, all its ``2k + 1`` slices together, so
         that their contrast is kept) minus its mean, divided by its standard deviation (a constant
@@ -123,6 +141,7 @@ class LargestSliceCropper(CohortStep):
         "size": [Interval(Integral, 1, None, closed="left")],
         "context_slices": [Interval(Integral, 0, None, closed="left")],
         "normalization": [StrOptions({"zscore"}), None],
+        "mask_set": [None, str],
         **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
     _progress = ("LargestSliceCropper", "case")
@@ -135,6 +154,7 @@ class LargestSliceCropper(CohortStep):
         size=256,
         context_slices=0,
         normalization="zscore",
+        mask_set=None,
         n_jobs=None,
         on_error="raise",
         verbose=0,
@@ -144,6 +164,7 @@ class LargestSliceCropper(CohortStep):
         self.size = size
         self.context_slices = context_slices
         self.normalization = normalization
+        self.mask_set = mask_set
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
@@ -177,7 +198,10 @@ class LargestSliceCropper(CohortStep):
         self._start_transform(X)
         phases = tuple(self.phases)
         depth = 2 * self.context_slices + 1
-        results = self._run_cases(X, list(X.index), phase_columns(X, phases))
+        mask_set = self.mask_set
+        if mask_set is not None and self.on_error == "raise":  # under "skip": skipped cases
+            mask_set_patients(X, mask_set, phases, require_all=True)
+        results = self._run_cases(X, list(X.index), phase_columns(X, phases, mask_set))
         crops = np.empty((len(X), len(phases), depth, self.size, self.size), dtype=np.float32)
         for i, patient_id in enumerate(X.index):
             crop = results[patient_id]
@@ -190,14 +214,41 @@ class LargestSliceCropper(CohortStep):
             crops = ((crops - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
         return crops.reshape(len(X), len(phases) * depth, self.size, self.size)
 
+    def _check_settings(self):
+        check_mask_set(self.mask_set)
+
+    def _check_table(self, X):
+        super()._check_table(X)
+        phase_columns(X, self.phases, check_mask_set(self.mask_set))
+
     # The hooks of CohortStep's case loop: a case is a patient, its context the phase columns.
     def _case_worker(self):
         return _crop_case
 
     def _case_args(self, X, patient_id, key, cache, phase_cols):
-        columns = list(dict.fromkeys(c for pc in phase_cols for c in (pc.image, pc.mask)))
         settings = (self.margin, self.size, self.context_slices)
-        return X.loc[[patient_id], columns], patient_id, phase_cols, settings
+        if self.mask_set is None:
+            columns = list(dict.fromkeys(c for pc in phase_cols for c in (pc.image, pc.mask)))
+            return X.loc[[patient_id], columns], patient_id, phase_cols, settings
+        # A repeated set's masks go to the worker as each phase's own mask column, which
+        # load_case reads; their errors are given the real column back in _case_result.
+        cells = {}
+        for pc in phase_cols:
+            cells[pc.image] = [X.at[patient_id, pc.image]]
+            cells[f"{pc.phase}_mask"] = [X.at[patient_id, pc.mask]]
+        row = pd.DataFrame(cells, index=pd.Index([patient_id], name=X.index.name))
+        as_read = [pc._replace(mask=f"{pc.phase}_mask") for pc in phase_cols]
+        return row, patient_id, as_read, settings
+
+    def _case_result(self, case, key, outcome, cache, phase_cols):
+        if isinstance(outcome, CohortError):
+            real = {f"{pc.phase}_mask": pc.mask for pc in phase_cols}
+            if self.mask_set is not None and outcome.column in real:
+                outcome = CohortError(
+                    outcome.reason, patient_id=outcome.patient_id, column=real[outcome.column]
+                )
+            raise outcome
+        return outcome
 
 
 def _crop_case(row, patient_id, phase_cols, settings):

@@ -18,12 +18,15 @@ __all__ = [
     "crop",
     "estimate_log_bias_field",
     "preprocess_volume",
+    "RepeatedMaskOutsideCrop",
     "resample",
+    "resample_like",
     "roi_region",
     "shrink_factors",
     "subsample",
     "to_world",
     "voxel_frame",
+    "voxels_outside",
 ]
 
 #: SimpleITK interpolators of the images, by the name ``N4Resampler(interpolation=...)`` takes.
@@ -42,17 +45,26 @@ def preprocess_volume(
     percentiles,
     margin_mm,
     interpolation,
+    repeated=(),
 ):
     """The four steps on one image and its mask (a binary ``uint8`` image on the same grid).
 
     Every step works in the image's own voxel frame (:func:`voxel_frame`): the output voxels
     depend on the input voxels and spacing only, never on the direction cosines or the origin, and
     the input's direction and origin are put back on the output (:func:`to_world`).
+
+    `repeated` holds further masks of the same image (repeated ROIs: a second reader's, a second
+    session's), each on the image's grid. They go through the crop and the resampling the primary
+    mask goes through, onto its output grid (:func:`resample_like`); the crop box is the primary
+    ROI's, so that the primary output does not depend on them, and a repeated ROI reaching beyond
+    it raises :class:`RepeatedMaskOutsideCrop` (never cut silently). Returns ``(image, mask,
+    repeated_masks)``, the last a list in the order of `repeated`.
     """
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     origin = np.asarray(image.GetOrigin(), dtype=np.float64)
     image = voxel_frame(sitk.Cast(image, sitk.sitkFloat32))
     mask = voxel_frame(mask)
+    repeated = [voxel_frame(m) for m in repeated]
     # `reference` and `foreground`: the normalisation's statistics, on the shrunk grid.
     if bias_correction:
         log_field, reference, foreground = estimate_log_bias_field(
@@ -63,12 +75,18 @@ def preprocess_volume(
         log_field, foreground = None, body_foreground(reference)
 
     region = roi_region(mask, margin_mm)
+    for number, other in enumerate(repeated):
+        outside = voxels_outside(other, region)
+        if outside:
+            raise RepeatedMaskOutsideCrop(number, outside, margin_mm)
     image, mask = crop(image, region), crop(mask, region)
+    repeated = [crop(m, region) for m in repeated]
     if log_field is not None:
         image = image / sitk.Exp(crop(log_field, region))
 
     if spacing is not None:
         image, mask = resample(image, mask, spacing, INTERPOLATORS[interpolation])
+        repeated = [resample_like(m, mask) for m in repeated]
 
     if normalization is not None:
         values = sitk.GetArrayViewFromImage(reference)[
@@ -84,7 +102,8 @@ def preprocess_volume(
                 f"the image is constant in its body foreground: cannot apply {normalization!r} normalization"
             )
         image = sitk.Cast((image - float(center)) / float(scale), sitk.sitkFloat32)
-    return to_world(image, origin, direction), to_world(mask, origin, direction)
+    repeated = [to_world(m, origin, direction) for m in repeated]
+    return to_world(image, origin, direction), to_world(mask, origin, direction), repeated
 
 
 def voxel_frame(image):
@@ -218,6 +237,26 @@ def roi_region(mask, margin_mm):
     return tuple(region)
 
 
+class RepeatedMaskOutsideCrop(ImageProblem):
+    """A repeated ROI (number `number` of ``preprocess_volume``'s `repeated`) beyond the crop box."""
+
+    def __init__(self, number, n_voxels, margin_mm):
+        self.number = number
+        super().__init__(
+            f"the repeated ROI has {n_voxels} voxels outside the crop box (the primary ROI's "
+            f"bounding box grown by margin_mm={margin_mm} mm): it would be cut. Raise margin_mm "
+            "(or set it to None), or check that this mask outlines the same lesion as the "
+            "primary one"
+        )
+
+
+def voxels_outside(mask, region):
+    """Number of non-zero voxels of `mask` outside `region` (see :func:`roi_region`)."""
+    array = sitk.GetArrayViewFromImage(mask)  # (z, y, x)
+    (x0, x1), (y0, y1), (z0, z1) = region
+    return int(np.count_nonzero(array)) - int(np.count_nonzero(array[z0:z1, y0:y1, x0:x1]))
+
+
 def crop(image, region):
     (x0, x1), (y0, y1), (z0, z1) = region
     if (x0, y0, z0) == (0, 0, 0) and (x1, y1, z1) == image.GetSize():
@@ -254,3 +293,18 @@ def resample(image, mask, spacing, interpolator):
     resampler.SetInterpolator(sitk.sitkNearestNeighbor)
     resampler.SetOutputPixelType(sitk.sitkUInt8)
     return image, resampler.Execute(mask)
+
+
+def resample_like(mask, reference):
+    """`mask` resampled by nearest neighbour onto `reference`'s grid, as :func:`resample` does its mask.
+
+    With the same interpolator, extrapolation and output type as the primary mask's resampling, on
+    the same grid (size, spacing, origin, direction of `reference`, the resampled primary mask):
+    a repeated ROI identical to the primary one gives an identical output.
+    """
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetReferenceImage(reference)
+    resampler.SetUseNearestNeighborExtrapolator(True)
+    resampler.SetInterpolator(sitk.sitkNearestNeighbor)
+    resampler.SetOutputPixelType(sitk.sitkUInt8)
+    return resampler.Execute(mask)

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import joblib
 import pandas as pd
 
 from ..exceptions import UnseenBatchWarning
@@ -198,21 +197,25 @@ def _combined_stage(model, split, clock):
     return tables, labels, scores, Xp_vc
 
 
-def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock):
+def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock, card):
     """The tables (CSV), the model, the report and the settings with the stage table; the stage
     table is also :func:`run_study`'s ``stages``."""
+    from ..model_card import CARD_KEY, card_report_sections, write_card_files
+    from ..persistence import save_model
     from ..report import write_report
 
     title = "P53 mutation in HCC from three-phase DCE-MRI: the study on " + (
         "the synthetic cohort" if (out / "cohort").exists() else "your cohort"
     )
     report = dict(title=title, tables=tables, figures=figures, profile=profile, skipped=skipped)
-    clock.log("writing the tables, the model and the report")
+    report["sections"] = card_report_sections(card)
+    clock.log("writing the tables, the model, its card and the report")
     with clock.stage("report", "report"):
         for name, table in tables.items():
             if table is not None:
                 table.to_csv(out / f"{name}.csv")
-        joblib.dump(model, out / "model.joblib")
+        save_model(model, out / "model.p53", metadata={CARD_KEY: card})
+        write_card_files(out, card)
         write_report(out / "report.html", settings=settings, **report)
     stages = stage_table(clock, settings["n_patients"])
     stages.to_csv(out / "stages.csv")
@@ -227,6 +230,27 @@ def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, c
     # written again with the whole stage table, its own stage included (it takes milliseconds)
     write_report(out / "report.html", settings=settings, stages=stages, **report)
     return stages
+
+
+def _study_card(model, tables, labels, scores, profile, skipped, on_error, test_size, seed, *,
+                generated):  # fmt: skip
+    """The model card of the study's combined model: Table 5 on the TC and the VC as reported."""
+    from ..model_card import missing_data_note, model_card
+
+    source = ("synthetic cohort of p53radiomics.datasets.make_synthetic_cohort (no patient data; "
+              f"random_state={seed})") if generated else None  # fmt: skip
+    split = (f"random stratified split (random_state={seed}) into a training cohort (TC, "
+             f"{1 - test_size:.0%}) and a held-out validation cohort (VC, {test_size:.0%})")  # fmt: skip
+    limitations = [*profile.notes] + (["Trained on a synthetic cohort: its figures say nothing "
+                                       "about patients."] if generated else [])  # fmt: skip
+    return model_card(
+        model, table5=tables["table5"], labels=labels, scores=scores,
+        table1=tables["table1"]["TC"], data_source=source,
+        missing_data=missing_data_note(skipped, on_error), validation_scheme=split,
+        cohorts={"TC": "training cohort (thresholds chosen here: apparent performance)",
+                 "VC": "held-out validation cohort (internal validation, same source)"},
+        settings={"profile": profile.name}, limitations=limitations,
+    )  # fmt: skip
 
 
 def run_study(
@@ -257,8 +281,10 @@ def run_study(
     Parameters
     ----------
     out : str or os.PathLike
-        Output folder: ``report.html``, ``table*.csv``, ``*.png``, ``model.joblib``, ``cache/``,
-        ``settings.json`` and ``stages.csv`` (the stage table, written as each stage ends).
+        Output folder: ``report.html``, ``table*.csv``, ``*.png``, ``model.p53`` (the fitted
+        model with its card, :func:`~p53radiomics.save_model`), ``model_card.md``,
+        ``checklist.csv``, ``cache/``, ``settings.json`` and ``stages.csv`` (the stage table,
+        written as each stage ends).
     X, y : pandas.DataFrame and pandas.Series, default=None
         A cohort table and its labels; ``None`` generates the synthetic cohort.
     profile : {"quick", "full"} or Profile, default="quick"
@@ -299,6 +325,7 @@ def run_study(
         out = Path(out).resolve()  # the model stores its cache folder: never relative to a cwd
         out.mkdir(parents=True, exist_ok=True)
         clock.path = out / "stages.csv"
+        X_given = X
         X, y = _cohort_stage(
             out,
             X,
@@ -331,6 +358,8 @@ def run_study(
         tables.update(_cnn_stage(profile, Xp, split, phases, random_state, clock))
         model_tables, labels, scores, Xp_vc = _combined_stage(model, split, clock)
         tables.update(model_tables)
+        card = _study_card(model, tables, labels, scores, profile, skipped, on_error, test_size,
+                           random_state, generated=X_given is None)  # fmt: skip
 
         clock.log("drawing figures")
         with clock.stage("figures", "figures"):
@@ -351,6 +380,7 @@ def run_study(
             settings=settings,
             skipped=skipped,
             clock=clock,
+            card=card,
         )
     finally:
         clock.close()
@@ -361,8 +391,9 @@ def run_study(
 
 
 def evaluate_model(
-    model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise", random_state=0, pos_label=None
-):
+    model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise", random_state=0, pos_label=None,
+    card=None, cache_dir=None,
+):  # fmt: skip
     """External validation of a fitted combined model: Table 5, DeLong tests, figures, report.
 
     Parameters
@@ -382,14 +413,30 @@ def evaluate_model(
     pos_label : object, default=None
         The label of the P53-mutated class, where `y` is not 0/1 or booleans (see
         :func:`prepare_cohort`).
+    card : dict, default=None
+        The model's card (:func:`~p53radiomics.model_card.read_model_card`): the external
+        cohort's performance and calibration are added to it, in the report, ``model_card.md``
+        and ``checklist.csv``; ``None`` makes a card of this evaluation alone.
+    cache_dir : str or os.PathLike, default=None
+        The per-case cache of the preprocessing and the radiomics extraction (``None``:
+        ``out/cache``). A cache shared by several evaluations of one cohort preprocesses and
+        extracts each case once; entries are keyed by file contents and settings, so sharing it
+        is safe.
 
     Returns
     -------
     results : dict
-        ``table5``, ``delong``, ``skipped``; and ``harmonisation``, the patients whose scanner
+        ``table5``, ``delong``, ``skipped``, ``card``; and ``harmonisation``, the patients whose scanner
         the model's ComBat step (``harmonize=True``) harmonised with its pooled estimates, where
         there are any.
     """
+    from ..model_card import (
+        card_report_sections,
+        extend_model_card,
+        missing_data_note,
+        model_card,
+        write_card_files,
+    )
     from ..report import write_report
 
     out = Path(out).resolve()
@@ -402,7 +449,7 @@ def evaluate_model(
         on_error=on_error,
         pos_label=pos_label,
     )
-    model = use_cache(model, out / "cache")
+    model = use_cache(model, out / "cache" if cache_dir is None else cache_dir)
     with warnings.catch_warnings():
         # the patients harmonised with pooled estimates are listed in the report instead
         warnings.simplefilter("ignore", UnseenBatchWarning)
@@ -419,6 +466,14 @@ def evaluate_model(
     figures = study_figures(out, labels, scores, random_state)
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv")
+    external = {"External": "external validation cohort, at the training cohort's thresholds"}
+    if card is None:
+        card = model_card(model, table5=tables["table5"], labels=labels, scores=scores,
+                          cohorts=external, missing_data=missing_data_note(skipped, on_error))  # fmt: skip
+    else:
+        card = extend_model_card(card, table5=tables["table5"], labels=labels, scores=scores,
+                                 cohorts=external)  # fmt: skip
+    write_card_files(out, card)
     write_report(
         out / "report.html",
         title="External validation of a fitted P53 model",
@@ -428,5 +483,6 @@ def evaluate_model(
         settings={"n_patients": len(X)},
         skipped=skipped,
         timings={},
+        sections=card_report_sections(card),
     )
-    return {**tables, "skipped": skipped}
+    return {**tables, "skipped": skipped, "card": card}

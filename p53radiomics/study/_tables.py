@@ -30,6 +30,7 @@ __all__ = [
     "StageClock",
     "TABLE_COLUMNS",
     "cnn_comparison",
+    "cohort_characteristics",
     "delong_table",
     "model_table",
     "print_stages",
@@ -49,21 +50,25 @@ TABLE_COLUMNS = (
 LAB_BINS = {"afp": [20, 400], "cea": [5], "ca199": [37]}
 
 
+def cohort_characteristics(X, y):
+    """One cohort's part of Table 1: its characteristics by class, with the P value."""
+    from ..metrics import cohort_summary
+
+    columns = [c for c in TABLE_COLUMNS if c in X.columns]
+    table = cohort_summary(X, y, columns, bins=LAB_BINS, group_names=("P53-", "P53+"))
+    return table.drop(columns=["p_value", "test"])
+
+
 def table1(X_tc, y_tc, X_vc, y_vc):
     """Table 1: characteristics by class in the TC and the VC, and TC against VC."""
     from ..metrics import cohort_summary
 
     columns = [c for c in TABLE_COLUMNS if c in X_tc.columns]
-    names = ("P53-", "P53+")
-    tc = cohort_summary(X_tc, y_tc, columns, bins=LAB_BINS, group_names=names)
-    vc = cohort_summary(X_vc, y_vc, columns, bins=LAB_BINS, group_names=names)
     both = pd.concat([X_tc, X_vc])
     split = pd.Series(np.r_[np.zeros(len(X_tc), int), np.ones(len(X_vc), int)], index=both.index)
     between = cohort_summary(both, split, columns, bins=LAB_BINS, group_names=("TC", "VC"))
-    keep = lambda t: t.drop(columns=["p_value", "test"])  # noqa: E731
-    return pd.concat(
-        {"TC": keep(tc), "VC": keep(vc), "TC vs VC": between[["P value"]]}, axis=1
-    ).fillna("")
+    tc, vc = cohort_characteristics(X_tc, y_tc), cohort_characteristics(X_vc, y_vc)
+    return pd.concat({"TC": tc, "VC": vc, "TC vs VC": between[["P value"]]}, axis=1).fillna("")
 
 
 def table2_frame(X):
@@ -117,10 +122,12 @@ def model_table(labels, scores, thresholds=None):
     results = {
         MODEL_NAMES[k]: {cohort: (labels[cohort], scores[cohort][k]) for cohort in labels}
         for k in MODEL_NAMES
+        if all(k in scores[cohort] for cohort in labels)  # a branch set to "drop" has none
     }
     if thresholds is None:
         return diagnostic_table(results, threshold="youden")
-    return diagnostic_table(results, threshold={MODEL_NAMES[k]: t for k, t in thresholds.items()})
+    names = {MODEL_NAMES[k]: t for k, t in thresholds.items() if MODEL_NAMES[k] in results}
+    return diagnostic_table(results, threshold=names)
 
 
 def cnn_comparison(profile, Xp, split, phases, random_state, log, stage=None):

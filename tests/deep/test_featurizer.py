@@ -41,6 +41,10 @@ from p53radiomics.deep._modules import RandomCropFlip
 from p53radiomics.deep._net import ArrayBatches
 from p53radiomics.plotting import GradCAMDisplay
 
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
+# its module-scoped fixtures are built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("test_featurizer")
+
 CLASSES = np.array(["mutant", "wild"])  # sorted, so "mutant" is classes_[0]
 SIZE = 64  # the side of make_toy's crops (tests/deep/conftest.py)
 HALF = SIZE // 2
