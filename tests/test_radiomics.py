@@ -424,7 +424,10 @@ _BAD_PARAMS = {
     ),
     "unknown feature": ({"featureClass": {"glcm": ["Idmnn"]}}, r"unrecognized features.*Idmnn"),
     "unknown top-level key": ({"settings": {"binCount": 32}}, r"Key 'settings' was not defined"),
-    "a label other than 1": ({"setting": {"label": 2}}, r"label must be 1"),
+    "a label other than 1 on an image type": (
+        {"imageType": {"Original": {"label": 2}}},
+        r"label must be 1",
+    ),
     "shape2D in 3D": ({"featureClass": {"shape2D": None}}, r"shape2D needs setting force2D"),
     "a geometry tolerance of its own": (  # io's GEOMETRY_TOLERANCE is the one rule
         {"setting": {"geometryTolerance": 0.01}},

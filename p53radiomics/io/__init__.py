@@ -54,7 +54,7 @@ from .._settings import ID_COLUMN_CANDIDATES as ID_COLUMN_CANDIDATES
 from ..exceptions import CohortError as CohortError
 from ..metrics import binary_labels, check_binary_target
 from ._geometry import check_geometry
-from ._images import load_case, read_image, read_mask
+from ._images import check_label, load_case, read_image, read_mask
 from ._phases import PhaseColumns, check_mask_set, mask_sets, phase_columns
 from ._seg import SEG_FRACTION_THRESHOLD
 from ._selectors import parse_cell
@@ -70,6 +70,7 @@ __all__ = [
     "binary_labels",
     "check_binary_target",
     "check_geometry",
+    "check_label",
     "check_mask_set",
     "check_voxel_values",
     "load_case",

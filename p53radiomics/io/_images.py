@@ -26,6 +26,7 @@ from ._selectors import SERIES_KEYS, parse_cell
 from ._voxels import nifti_non_finite
 
 __all__ = [
+    "check_label",
     "geometry_of_cell",
     "is_missing",
     "load_case",
@@ -226,7 +227,63 @@ def mask_array_check(array, patient_id, column):
     return first
 
 
-def read_mask(cell, *, patient_id=None, column=None, reference=None, segment=None, roi=None):
+def check_label(label, phases):
+    """``label=`` of a step checked: ``None`` (one label per mask), or ``{phase: int}``.
+
+    `label` is ``None``, an int (that label in every phase's mask) or a dict phase -> int (a key
+    for every phase, no other); a label is a positive integer. A ValueError or TypeError otherwise.
+
+    Examples
+    --------
+    >>> from p53radiomics.io._images import check_label
+    >>> check_label(2, ("ap", "pvp"))
+    {'ap': 2, 'pvp': 2}
+    >>> check_label({"ap": 2}, ("ap", "pvp"))
+    Traceback (most recent call last):
+    ...
+    ValueError: label={'ap': 2}: a dict needs one label per phase (missing: ['pvp']; not a phase: [])
+    """
+    if label is None:
+        return None
+    if isinstance(label, dict):
+        missing = [p for p in phases if p not in label]
+        extra = [p for p in label if p not in phases]
+        if missing or extra:
+            raise ValueError(
+                f"label={label!r}: a dict needs one label per phase (missing: {missing!r}; "
+                f"not a phase: {extra!r})"
+            )
+    labels = (
+        {p: label[p] for p in phases} if isinstance(label, dict) else dict.fromkeys(phases, label)
+    )
+    for phase, value in labels.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise TypeError(
+                f"label={label!r}: the label of phase {phase!r} must be a positive integer "
+                f"(0 is the background), got {value!r}"
+            )
+    return {p: int(v) for p, v in labels.items()}
+
+
+def _pick_label(image, label, patient_id, column):
+    """The voxels of `label` in the label image `image`, as 0/1; a CohortError where it is absent."""
+    array = sitk.GetArrayViewFromImage(image)
+    if not np.any(array == label):
+        labels = np.unique(array[array != 0])
+        shown = ", ".join(f"{v:g}" for v in labels[:10]) + (", ..." if labels.size > 10 else "")
+        # a 0/1 mask: most likely N4Resampler(label=...)'s output, which holds that label as 1
+        hint = " (a 0/1 mask: label=None reads it)" if list(labels) == [1] else ""
+        raise CohortError(
+            f"label {label} is not in the mask; the labels it holds are: {shown or 'none'}{hint}",
+            patient_id=patient_id,
+            column=column,
+        )
+    return image == label
+
+
+def read_mask(
+    cell, *, patient_id=None, column=None, reference=None, segment=None, roi=None, label=None
+):
     """Read one mask cell and check that it is a usable tumour ROI.
 
     Parameters
@@ -249,6 +306,10 @@ def read_mask(cell, *, patient_id=None, column=None, reference=None, segment=Non
     roi : str, default=None
         The ROIName of an RTSTRUCT's ROI, as the cell's ``#roi=`` does. ``None``: the cell's
         selector, else the file's only ROI.
+    label : int, default=None
+        The label to keep, in a mask holding several (an ITK-SNAP or 3D Slicer label file): its
+        voxels are the ROI, every other voxel is outside. ``None``: the mask must hold one label
+        (any non-zero value), as before.
 
     Returns
     -------
@@ -260,7 +321,8 @@ def read_mask(cell, *, patient_id=None, column=None, reference=None, segment=Non
     Raises
     ------
     CohortError
-        As :func:`read_image`, and also if the mask is empty or holds several labels; for a SEG,
+        As :func:`read_image`, and also if the mask is empty or holds several labels (without
+        `label`), or does not hold `label` (the labels it holds are listed); for a SEG,
         an unknown segment (the segments are listed) or frames that do not lie on `reference`'s
         grid; for an RTSTRUCT, no `reference`, an unknown ROI (the ROI names are listed), a POINT
         ROI or open contours, or contours off the image's slice planes or field of view; a
@@ -300,6 +362,8 @@ def read_mask(cell, *, patient_id=None, column=None, reference=None, segment=Non
     """
     grid = None if reference is None else geometry(reference)
     image = mask_on_grid(cell, grid, patient_id, column, segment=segment, roi=roi)
+    if label is not None:
+        image = _pick_label(image, label, patient_id, column)
     mask_array_check(sitk.GetArrayViewFromImage(image), patient_id, column)
     return sitk.Cast(image != 0, sitk.sitkUInt8)
 
@@ -362,7 +426,9 @@ def geometry_of_cell(cell, patient_id, column):
     return check_volume(header_geometry(reader), patient_id, column)
 
 
-def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=GEOMETRY_TOLERANCE):
+def load_case(
+    X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=GEOMETRY_TOLERANCE, label=None
+):
     """Read and check the images and masks of one patient.
 
     Parameters
@@ -375,6 +441,9 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=GEOMET
         Phases to read.
     geometry_tolerance : float, default=GEOMETRY_TOLERANCE
         See :func:`check_geometry`.
+    label : int, dict or None, default=None
+        The label of a multi-label mask to read as the ROI: one for every phase, or a dict phase
+        -> label (see :func:`read_mask`). ``None``: each mask holds one label.
 
     Returns
     -------
@@ -409,11 +478,13 @@ def load_case(X, patient_id, phases=DEFAULT_PHASES, *, geometry_tolerance=GEOMET
     (0.0, 0.0, 0.0)
     """
     columns = phase_columns(X, phases)
+    labels = check_label(label, [c.phase for c in columns]) or {}
     row = X.loc[patient_id]
     case = {}
     for phase, image_col, mask_col in columns:
         image = read_image(row[image_col], patient_id=patient_id, column=image_col)
-        mask = read_mask(row[mask_col], patient_id=patient_id, column=mask_col, reference=image)
+        cell, label = row[mask_col], labels.get(phase)
+        mask = read_mask(cell, patient_id=patient_id, column=mask_col, reference=image, label=label)
         require_same_geometry(
             geometry(image),
             geometry(mask),

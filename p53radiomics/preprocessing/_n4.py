@@ -1,6 +1,5 @@
 """N4 bias-field correction, crop around the ROI, resampling and grey-level normalisation."""
 
-import math
 import os
 from collections import namedtuple
 from numbers import Integral, Real
@@ -13,18 +12,24 @@ from ..cache import CaseCache
 from ..exceptions import CohortError
 from ..io import (
     DEFAULT_PHASES,
-    check_geometry,
+    check_label,
     check_voxel_values,
     load_case,
     mask_set_patients,
     mask_sets,
     phase_columns,
-    read_mask,
 )
 from ..utils._cohort_step import CohortStep
 from ..utils._sitk import one_sitk_thread, sitk_reason
 from ..utils._sklearn import Interval, StrOptions
-from ._volume import INTERPOLATORS, ImageProblem, RepeatedMaskOutsideCrop, preprocess_volume
+from ._volume import (
+    INTERPOLATORS,
+    ImageProblem,
+    RepeatedMaskOutsideCrop,
+    preprocess_volume,
+    read_repeated_mask,
+    volume_settings,
+)
 
 __all__ = ["N4Resampler"]
 
@@ -37,8 +42,11 @@ _IMAGE_SUFFIX = ".image.nrrd"
 _MASK_SUFFIX = ".mask.nrrd"
 _REPEATED_SUFFIX = ".mask_{}.nrrd"  # of a repeated mask set's mask (set names are file-safe)
 
-# One (patient, phase) pair to preprocess; `repeated`: ((mask set, column), ...) it has, or ().
-_Item = namedtuple("_Item", ["patient_id", "phase", "image_column", "mask_column", "repeated"])
+# One (patient, phase) pair to preprocess; `repeated`: ((mask set, column), ...) it has, or ();
+# `label`: the label of its masks to keep (None: one label per mask).
+_Item = namedtuple(
+    "_Item", ["patient_id", "phase", "image_column", "mask_column", "repeated", "label"]
+)
 
 
 class N4Resampler(CohortStep):
@@ -90,6 +98,12 @@ class N4Resampler(CohortStep):
         ``None`` keeps the whole volume, which costs far more memory and time at 1 mm.
     interpolation : {"linear", "bspline"}, default="linear"
         Interpolator used to resample images (masks always use nearest neighbour).
+    label : int, dict or None, default=None
+        The label of multi-label masks to keep as the ROI (an int for every phase, or a dict
+        phase -> int); the output masks are 0/1 (that label as 1), so the later steps need no
+        `label`. ``None``: each mask holds one label (a mask with several raises). A mask without
+        the label raises :class:`~p53radiomics.CohortError` listing the labels it holds. It
+        applies to the repeated masks too, and is part of the cache key (only when set).
     cache_dir : str, os.PathLike or None, default=None
         Folder of a per-case cache (:class:`p53radiomics.cache.CaseCache`, namespace
         ``"N4Resampler"``). When set, the output cells are paths to NRRD files in it, and a case
@@ -218,6 +232,7 @@ class N4Resampler(CohortStep):
         "percentiles": ["array-like"],
         "margin_mm": [Interval(Real, 0, None, closed="left"), None],
         "interpolation": [StrOptions(set(INTERPOLATORS))],
+        "label": [Integral, dict, None],
         "cache_dir": [str, os.PathLike, None],
         **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
@@ -237,6 +252,7 @@ class N4Resampler(CohortStep):
         percentiles=(1.0, 99.0),
         margin_mm=30.0,
         interpolation="linear",
+        label=None,
         cache_dir=None,
         n_jobs=None,
         on_error="raise",
@@ -251,6 +267,7 @@ class N4Resampler(CohortStep):
         self.percentiles = percentiles
         self.margin_mm = margin_mm
         self.interpolation = interpolation
+        self.label = label
         self.cache_dir = cache_dir
         self.n_jobs = n_jobs
         self.on_error = on_error
@@ -259,42 +276,9 @@ class N4Resampler(CohortStep):
     # ----------------------------------------------------------------------------------------------
     def _check_settings(self):
         """The parameters that shape a case's output, checked and in a canonical form."""
-        spacing = self.spacing
-        if spacing is not None:
-            spacing = (
-                (float(spacing),) * 3
-                if isinstance(spacing, Real)
-                else tuple(float(s) for s in spacing)
-            )
-            if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-                raise ValueError(
-                    f"spacing must be a positive number or 3 positive numbers (x, y, z), got {self.spacing!r}"
-                )
-        n_iterations = tuple(self.n_iterations)
-        if not n_iterations or not all(isinstance(n, Integral) and n >= 1 for n in n_iterations):
-            raise ValueError(
-                f"n_iterations must be a non-empty sequence of positive integers, got {self.n_iterations!r}"
-            )
-        percentiles = tuple(float(p) for p in self.percentiles)
-        if len(percentiles) != 2 or not 0 <= percentiles[0] < percentiles[1] <= 100:
-            raise ValueError(
-                f"percentiles must be (low, high) with 0 <= low < high <= 100, got {self.percentiles!r}"
-            )
-        settings = {
-            "spacing": spacing,
-            "bias_correction": bool(self.bias_correction),
-            "shrink_factor": int(self.shrink_factor),
-            "n_iterations": tuple(int(n) for n in n_iterations),
-            "normalization": self.normalization,
-            "percentiles": percentiles,
-            "margin_mm": None if self.margin_mm is None else float(self.margin_mm),
-            "interpolation": self.interpolation,
-        }
-        if not settings["bias_correction"]:
-            settings["n_iterations"] = None  # irrelevant: keeps equal outputs under one cache key
-        if settings["normalization"] != "percentile":
-            settings["percentiles"] = None
-        return settings
+        names = ("spacing", "bias_correction", "shrink_factor", "n_iterations")
+        names += ("normalization", "percentiles", "margin_mm", "interpolation")
+        return volume_settings(**{name: getattr(self, name) for name in names})
 
     def _output_columns(self, columns, phase_cols, set_cols=None):
         """The output's columns; `set_cols`: ``{mask set: its PhaseColumns}`` (repeated masks)."""
@@ -377,13 +361,14 @@ class N4Resampler(CohortStep):
         """
         settings = self._start_transform(X)
         phase_cols = phase_columns(X, self.phases)
+        labels = check_label(self.label, [pc.phase for pc in phase_cols]) or {}
         set_cols = self._set_columns(X)
         has = {s: set(mask_set_patients(X, s, self.phases)) for s in set_cols}
         items = {}
         for pid in X.index:
             for j, pc in enumerate(phase_cols):
                 repeated = tuple((s, c[j].mask) for s, c in set_cols.items() if pid in has[s])
-                items[pid, pc.phase] = _Item(pid, *pc, repeated)
+                items[pid, pc.phase] = _Item(pid, *pc, repeated, labels.get(pc.phase))
         self._sets_of_key = {}  # cache key -> mask sets of its entry (see _cached_result)
         try:
             results = self._run_cases(X, list(items.values()), settings)
@@ -419,8 +404,10 @@ class N4Resampler(CohortStep):
         pid, sets = item.patient_id, tuple(s for s, _ in item.repeated)
         columns = [item.image_column, item.mask_column, *(c for _, c in item.repeated)]
         inputs = [self._cell_fingerprint(X.at[pid, c], pid, c, memo) for c in columns]
-        # without repeated masks, the key of a table without such columns
-        key = cache.key(*inputs, params={**settings, "mask_sets": list(sets)} if sets else settings)
+        # without repeated masks or a label, the key of a table without such columns or label
+        extra = {"mask_sets": list(sets)} if sets else {}
+        extra.update({} if item.label is None else {"label": item.label})
+        key = cache.key(*inputs, params={**settings, **extra} if extra else settings)
         self._sets_of_key[key] = sets
         return key
 
@@ -453,9 +440,13 @@ def _preprocess_item(row, item, key, settings, cache_args):
     """Preprocess one (patient, phase): ``(image, mask, {mask set: mask})`` (or paths), or an error."""
     try:
         with one_sitk_thread():
-            image, mask = load_case(row, item.patient_id, (item.phase,))[item.phase]
-            check_voxel_values(image, patient_id=item.patient_id, column=item.image_column)
-            repeated = [_read_repeated(row, item, column, image) for _, column in item.repeated]
+            pid = item.patient_id
+            image, mask = load_case(row, pid, (item.phase,), label=item.label)[item.phase]
+            check_voxel_values(image, patient_id=pid, column=item.image_column)
+            repeated = [
+                read_repeated_mask(row, pid, item.image_column, column, image, item.label)
+                for _, column in item.repeated
+            ]
             image, mask, repeated = preprocess_volume(image, mask, repeated=repeated, **settings)
     except CohortError as exc:
         return exc
@@ -482,19 +473,3 @@ def _preprocess_item(row, item, key, settings, cache_args):
     # The image is written last: its presence marks a whole entry.
     image_path = cache.save_image(key, image, _IMAGE_SUFFIX)
     return str(image_path), str(mask_path), paths
-
-
-def _read_repeated(row, item, column, image):
-    """The repeated mask of `column` (binary ``uint8``), checked to lie on `image`'s grid."""
-    cell = row.iat[0, row.columns.get_loc(column)]
-    mask = read_mask(cell, patient_id=item.patient_id, column=column, reference=image)
-    difference = check_geometry(image, mask)
-    if difference is not None:
-        raise CohortError(
-            f"the repeated mask does not lie on its image's grid (column {item.image_column!r}): "
-            f"{difference}",
-            patient_id=item.patient_id,
-            column=column,
-        )
-    mask.CopyInformation(image)  # a new image (read_mask's): the input is untouched
-    return mask

@@ -11,6 +11,7 @@ from scipy import ndimage
 from ..exceptions import CohortError
 from ..io import (
     DEFAULT_PHASES,
+    check_label,
     check_mask_set,
     check_voxel_values,
     load_case,
@@ -82,6 +83,10 @@ class LargestSliceCropper(CohortStep):
         ``X.loc[mask_set_patients(X, "reader2")]``, see
         :func:`~p53radiomics.io.mask_set_patients`); under ``"skip"`` its crops are NaN and it
         is listed in ``skipped_``. Errors name the repeated mask's column.
+    label : int, dict or None, default=None
+        The label of multi-label masks to crop around (an int for every phase, or a dict phase
+        -> int; see :class:`N4Resampler`). ``None``: each mask holds one label. A mask without
+        the label raises :class:`~p53radiomics.CohortError` listing the labels it holds.
     normalization : {"zscore"} or None, default="zscore"
         ``"zscore"``: each crop (one patient, one phase, all its ``2k + 1`` slices together, so
         that their contrast is kept) minus its mean, divided by its standard deviation (a constant
@@ -142,6 +147,7 @@ class LargestSliceCropper(CohortStep):
         "context_slices": [Interval(Integral, 0, None, closed="left")],
         "normalization": [StrOptions({"zscore"}), None],
         "mask_set": [None, str],
+        "label": [Integral, dict, None],
         **CohortStep._parameter_constraints,  # n_jobs, on_error, verbose
     }
     _progress = ("LargestSliceCropper", "case")
@@ -155,6 +161,7 @@ class LargestSliceCropper(CohortStep):
         context_slices=0,
         normalization="zscore",
         mask_set=None,
+        label=None,
         n_jobs=None,
         on_error="raise",
         verbose=0,
@@ -165,6 +172,7 @@ class LargestSliceCropper(CohortStep):
         self.context_slices = context_slices
         self.normalization = normalization
         self.mask_set = mask_set
+        self.label = label
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
@@ -216,6 +224,7 @@ class LargestSliceCropper(CohortStep):
 
     def _check_settings(self):
         check_mask_set(self.mask_set)
+        check_label(self.label, tuple(self.phases))
 
     def _check_table(self, X):
         super()._check_table(X)
@@ -226,7 +235,7 @@ class LargestSliceCropper(CohortStep):
         return _crop_case
 
     def _case_args(self, X, patient_id, key, cache, phase_cols):
-        settings = (self.margin, self.size, self.context_slices)
+        settings = (self.margin, self.size, self.context_slices, self.label)
         if self.mask_set is None:
             columns = list(dict.fromkeys(c for pc in phase_cols for c in (pc.image, pc.mask)))
             return X.loc[[patient_id], columns], patient_id, phase_cols, settings
@@ -257,9 +266,9 @@ def _crop_case(row, patient_id, phase_cols, settings):
     Runs in a joblib worker (a process, a thread or a dask worker); `row` is the patient's row of
     the cohort table, with the image and mask columns of `phase_cols` only.
     """
-    margin, size, context = settings
+    margin, size, context, label = settings
     try:
-        case = load_case(row, patient_id, tuple(pc.phase for pc in phase_cols))
+        case = load_case(row, patient_id, tuple(pc.phase for pc in phase_cols), label=label)
         crops = []
         for pc in phase_cols:
             image, mask = case[pc.phase]

@@ -7,9 +7,13 @@ estimate (:func:`estimate_log_bias_field`), the crop around the ROI (:func:`roi_
 """
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import SimpleITK as sitk
+
+from ..exceptions import CohortError
+from ..io import check_geometry, read_mask
 
 __all__ = [
     "INTERPOLATORS",
@@ -18,6 +22,7 @@ __all__ = [
     "crop",
     "estimate_log_bias_field",
     "preprocess_volume",
+    "read_repeated_mask",
     "RepeatedMaskOutsideCrop",
     "resample",
     "resample_like",
@@ -26,6 +31,7 @@ __all__ = [
     "subsample",
     "to_world",
     "voxel_frame",
+    "volume_settings",
     "voxels_outside",
 ]
 
@@ -308,3 +314,73 @@ def resample_like(mask, reference):
     resampler.SetInterpolator(sitk.sitkNearestNeighbor)
     resampler.SetOutputPixelType(sitk.sitkUInt8)
     return resampler.Execute(mask)
+
+
+def read_repeated_mask(row, patient_id, image_column, column, image, label=None):
+    """The repeated mask of `column` of `row` (binary ``uint8``), checked to lie on `image`'s grid.
+
+    `label`: the label to keep, as :func:`~p53radiomics.io.read_mask` takes it.
+    """
+    cell = row.iat[0, row.columns.get_loc(column)]
+    mask = read_mask(cell, patient_id=patient_id, column=column, reference=image, label=label)
+    difference = check_geometry(image, mask)
+    if difference is not None:
+        raise CohortError(
+            f"the repeated mask does not lie on its image's grid (column {image_column!r}): "
+            f"{difference}",
+            patient_id=patient_id,
+            column=column,
+        )
+    mask.CopyInformation(image)  # a new image (read_mask's): the input is untouched
+    return mask
+
+
+def volume_settings(
+    spacing,
+    bias_correction,
+    shrink_factor,
+    n_iterations,
+    normalization,
+    percentiles,
+    margin_mm,
+    interpolation,
+):
+    """:class:`~p53radiomics.N4Resampler`'s parameters checked, as :func:`preprocess_volume` takes them.
+
+    Canonical (tuples of floats and ints), with the settings that do not shape the output set to
+    ``None``, so that equal outputs have one cache key. A ValueError says what is wrong.
+    """
+    given = {"spacing": spacing, "n_iterations": n_iterations, "percentiles": percentiles}
+    if spacing is not None:
+        spacing = (
+            (float(spacing),) * 3 if isinstance(spacing, Real) else tuple(float(s) for s in spacing)
+        )
+        if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+            raise ValueError(
+                f"spacing must be a positive number or 3 positive numbers (x, y, z), got {given['spacing']!r}"
+            )
+    n_iterations = tuple(given["n_iterations"])
+    if not n_iterations or not all(isinstance(n, Integral) and n >= 1 for n in n_iterations):
+        raise ValueError(
+            f"n_iterations must be a non-empty sequence of positive integers, got {given['n_iterations']!r}"
+        )
+    percentiles = tuple(float(p) for p in given["percentiles"])
+    if len(percentiles) != 2 or not 0 <= percentiles[0] < percentiles[1] <= 100:
+        raise ValueError(
+            f"percentiles must be (low, high) with 0 <= low < high <= 100, got {given['percentiles']!r}"
+        )
+    settings = {
+        "spacing": spacing,
+        "bias_correction": bool(bias_correction),
+        "shrink_factor": int(shrink_factor),
+        "n_iterations": tuple(int(n) for n in n_iterations),
+        "normalization": normalization,
+        "percentiles": percentiles,
+        "margin_mm": None if margin_mm is None else float(margin_mm),
+        "interpolation": interpolation,
+    }
+    if not settings["bias_correction"]:
+        settings["n_iterations"] = None  # irrelevant: keeps equal outputs under one cache key
+    if settings["normalization"] != "percentile":
+        settings["percentiles"] = None
+    return settings

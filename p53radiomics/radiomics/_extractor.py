@@ -13,8 +13,15 @@ from ..io import DEFAULT_PHASES, check_mask_set, mask_set_patients, phase_column
 from ..utils._cohort_step import CohortStep
 from ..utils._sklearn import Interval, StrOptions
 from . import _robustness as robustness
-from ._params import feature_names, load_params
-from ._worker import check_result, extract_phase
+from ._params import feature_names, load_params, resolve_label, split_label
+from ._regions import check_regions, extract_region, region_columns, region_prefix
+from ._worker import (
+    check_passthrough,
+    check_result,
+    diagnostics_frame,
+    extract_phase,
+    skipped_extractions,
+)
 
 __all__ = ["RadiomicsExtractor"]
 
@@ -80,6 +87,19 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         :func:`~p53radiomics.io.mask_set_patients`); under ``"skip"`` its features are NaN and it
         is listed in ``skipped_``. A transformer returns one row per input row, so it neither
         drops such patients silently nor fills them with another set's features.
+    label : int, dict or None, default=None
+        The label of multi-label masks to extract from (an int for every phase, or a dict phase
+        -> int): its voxels are the ROI PyRadiomics gets, as a binary mask. ``None``: each mask
+        holds one label, or PyRadiomics's ``setting: label`` in `params` where it is not 1 (the
+        two must then agree, else a :class:`ValueError`). A mask without the label raises
+        :class:`~p53radiomics.CohortError` listing the labels it holds. Part of the cache key
+        only when set.
+    regions : list or tuple of str, default=("tumour",)
+        Where each phase's features come from: ``"tumour"``, the ROI; ``f"ring{k}mm"`` (e.g.
+        ``"ring5mm"``, ``"ring2.5mm"``), the peritumoral ring of ``k`` mm around it, minus the
+        ROI, on the image's grid (see :mod:`p53radiomics.radiomics._regions`), whose columns are
+        ``f"{phase}_ring{k}mm_{name}"``. Cached like the tumour's (the ring is part of the key).
+        Not combined with the robustness filter yet (a :class:`ValueError`).
     robustness_threshold : float in [0, 1] or None, default=None
         The robustness filter: ``None`` keeps every feature (the step is then stateless, as
         without the filter). A number, e.g. 0.75 ("good" reliability, Koo & Li 2016), makes
@@ -200,6 +220,8 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         "cache_dir": [None, str, os.PathLike],
         "passthrough": [list, tuple],
         "mask_set": [None, str],
+        "label": [Integral, dict, None],
+        "regions": [list, tuple],
         "robustness_threshold": [None, Interval(Real, 0, 1, closed="both")],
         "robustness_masks": [StrOptions({"auto", "perturb"}), list, tuple],
         "n_perturbations": [Interval(Integral, 1, None, closed="left")],
@@ -221,6 +243,8 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         verbose=0,
         passthrough=(),
         mask_set=None,
+        label=None,
+        regions=("tumour",),
         robustness_threshold=None,
         robustness_masks="auto",
         n_perturbations=3,
@@ -234,19 +258,32 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         self.verbose = verbose
         self.passthrough = passthrough
         self.mask_set = mask_set
+        self.label = label
+        self.regions = regions
         self.robustness_threshold = robustness_threshold
         self.robustness_masks = robustness_masks
         self.n_perturbations = n_perturbations
         self.random_state = random_state
 
     def _check_settings(self):
+        """``(params, {phase: label} or None, [(region, ring_mm)])``, checked."""
         check_mask_set(self.mask_set)
-        return load_params(self.params)
+        regions = check_regions(self.regions)
+        if self.robustness_threshold is not None and regions != [("tumour", None)]:
+            raise ValueError(
+                "regions other than ('tumour',) do not combine with the robustness filter"
+            )
+        params, labels = resolve_label(self.params, self.label, tuple(self.phases))
+        return load_params(params), labels, regions
+
+    def _feature_columns(self):  # the robustness filter's (tumour only); params' label allowed
+        names = feature_names(split_label(self.params)[0])
+        return [f"{phase}_{name}" for phase in self.phases for name in names]
 
     def _check_table(self, X):
         validate_cohort(X, self.phases, check_images=False)
         phase_columns(X, self.phases, check_mask_set(self.mask_set))
-        self._check_passthrough(X)
+        check_passthrough(self.passthrough, X)
 
     def transform(self, X):
         """Extract the features of every patient and phase.
@@ -286,13 +323,14 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
 
     def _extract_tables(self, X, mask_set, entropy):
         """The feature tables of `X`: one, or one per perturbation when `entropy` is given."""
-        params = self._start_transform(X)
+        params, labels, regions = self._start_transform(X)
         columns = phase_columns(X, self.phases, mask_set)
         if mask_set is not None and self.on_error == "raise":  # under "skip": skipped cases
             mask_set_patients(X, mask_set, self.phases, require_all=True)
         names = feature_names(params)
         phases = [c.phase for c in columns]
-        passthrough = self._check_passthrough(X, [f"{p}_{n}" for p in phases for n in names])
+        columns_out = region_columns(phases, regions, names)
+        passthrough = check_passthrough(self.passthrough, X, columns_out)
         numbers = [()] if entropy is None else [(i,) for i in range(self.n_perturbations)]
         context = {
             "index": X.index,
@@ -301,30 +339,36 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
             "names": names,
             "cache_params": {"params": params, "pyradiomics": _pyradiomics_version()},
             "entropy": entropy,
+            "labels": labels,
+            "regions": regions,
         }
-        cases = [(r, j, *n) for n in numbers for r in range(len(X)) for j in range(len(columns))]
-        self._perturbing = entropy is not None  # the worker of this call (see _case_worker)
+        n_blocks = len(columns) * len(regions)  # a block: one phase's region, j * n_regions + r
+        cases = [(r, b, *n) for n in numbers for r in range(len(X)) for b in range(n_blocks)]
+        # the worker of this call (see _case_worker)
+        self._perturbing = entropy is not None
+        self._by_region = labels is not None or regions != [("tumour", None)]
         try:
             results = self._run_cases(X, cases, context)
         finally:
-            del self._perturbing
+            del self._perturbing, self._by_region
 
-        values = {n: np.full((len(X), len(phases) * len(names)), np.nan) for n in numbers}
+        values = {n: np.full((len(X), n_blocks * len(names)), np.nan) for n in numbers}
         diagnostics = {}  # (phase index, name) -> {row: value}
         skipped = []  # (row, phase, column, reason), in the table's order
         # in the order of `results` (the cache's hits, then the extractions): that of the diagnostics
-        for (row, j, *number), result in results.items():
+        for (row, b, *number), result in results.items():
+            j, prefix = b // len(regions), region_prefix(regions[b % len(regions)][0])
             if isinstance(result, CohortError):
                 skipped.append((row, phases[j], result.column, result.reason))
                 continue
             features, diag = result
-            block = slice(j * len(names), (j + 1) * len(names))
-            values[tuple(number)][row, block] = [features[n] for n in names]
+            values[tuple(number)][row, b * len(names) : (b + 1) * len(names)] = [
+                features[n] for n in names
+            ]
             for name, value in diag.items():
-                diagnostics.setdefault((j, name), {})[row] = value
-        self.diagnostics_ = self._diagnostics_frame(diagnostics, X.index, phases)
-        self._record_skipped(*_skipped_extractions(X, skipped, len(cases)), stacklevel=5)
-        columns_out = [f"{phase}_{name}" for phase in phases for name in names]
+                diagnostics.setdefault((j, prefix + name), {})[row] = value
+        self.diagnostics_ = diagnostics_frame(diagnostics, X.index, phases)
+        self._record_skipped(*skipped_extractions(X, skipped, len(cases)), stacklevel=5)
         tables = []
         for number in numbers:
             features = pd.DataFrame(values[number], index=X.index.copy(), columns=columns_out)
@@ -333,26 +377,6 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
                 features = pd.concat([features, kept], axis=1)
             tables.append(features)
         return tables
-
-    def _check_passthrough(self, X, feature_names_out=None):
-        """The `passthrough` names as a list; raise if one is missing from `X` or is a feature name."""
-        names = self.passthrough
-        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
-            raise ValueError(
-                f"passthrough must be a list or tuple of column names, got {names!r} "
-                "(for one column: passthrough=(name,))"
-            )
-        if len(set(names)) != len(names):
-            raise ValueError(f"passthrough names a column twice: {names!r}")
-        features = set(feature_names_out if feature_names_out is not None else ())
-        for name in names:
-            if X is not None and name not in X.columns:
-                raise CohortError(
-                    "passthrough column is missing from the cohort table", column=name
-                )
-            if name in features:
-                raise ValueError(f"passthrough column {name!r} has the name of a feature")
-        return list(names)
 
     # The hooks of CohortStep's case loop: a case is (row, phase index), its context a dict.
     def _open_cache(self):
@@ -366,9 +390,14 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         A cell that cannot be hashed (a missing file, an empty cell) is extracted, and so reported
         by :mod:`p53radiomics.io` with its patient id and column.
         """
-        row, j, *number = case
+        row, b, *number = case
+        j, ring_mm = _block(context, b)
         _, image_col, mask_col = context["columns"][j]
         params = context["cache_params"]
+        if context["labels"] is not None:  # only when set: the keys without a label are kept
+            params = {**params, "label": context["labels"][context["columns"][j].phase]}
+        if ring_mm is not None:
+            params = {**params, "ring_mm": ring_mm}
         if number:  # a perturbation: its seed and settings are part of the key
             perturbation = {"seed": _seed(context, row, number), **robustness.PERTURBATION_SETTINGS}
             params = {**params, "perturbation": perturbation}
@@ -392,10 +421,13 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         return None if entry is None else (entry["features"], entry["diagnostics"])
 
     def _case_worker(self):
+        if self.__dict__.get("_by_region"):
+            return extract_region
         return robustness.extract_perturbed if self.__dict__.get("_perturbing") else extract_phase
 
     def _case_args(self, X, case, key, cache, context):
-        row, j, *number = case
+        row, b, *number = case
+        j, ring_mm = _block(context, b)
         phase, image_col, mask_col = context["columns"][j]
         # A repeated set's mask goes to the worker as the phase's own mask column, which
         # load_case reads; its errors are given the real column back in _case_result.
@@ -406,12 +438,15 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         }
         one_row = pd.DataFrame(cells, index=X.index[row : row + 1])
         args = (one_row, X.index[row], phase, context["params"], int(self.verbose))
+        if self.__dict__.get("_by_region"):
+            labels = context["labels"]
+            args += (None if labels is None else labels[phase], ring_mm)
         if number:
             args += (_seed(context, row, number), dict(robustness.PERTURBATION_SETTINGS))
         return args
 
     def _case_result(self, case, key, outcome, cache, context):
-        row, j = case[:2]
+        row, j = case[0], _block(context, case[1])[0]
         if outcome[0] == "error":
             error, mask_col = outcome[1], context["columns"][j].mask
             if error.column in ("mask", f"{context['columns'][j].phase}_mask"):
@@ -423,19 +458,6 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
         if key is not None:
             cache.save(key, {"features": features, "diagnostics": diagnostics})
         return features, diagnostics
-
-    @staticmethod
-    def _diagnostics_frame(diagnostics, index, phases):
-        """One row per patient, columns ``f"{phase}_{name}"`` phase by phase, object dtype."""
-        columns = {}
-        for j, name in sorted(
-            diagnostics, key=lambda key: key[0]
-        ):  # stable: PyRadiomics's order within a phase
-            cells = [None] * len(index)
-            for row, value in diagnostics[(j, name)].items():
-                cells[row] = value
-            columns[f"{phases[j]}_{name}"] = pd.Series(cells, index=index.copy(), dtype=object)
-        return pd.DataFrame(columns, index=index.copy(), dtype=object)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns, known from the parameters before any case is extracted.
@@ -453,22 +475,13 @@ class RadiomicsExtractor(robustness.RobustnessFilterMixin, CohortStep):
             `passthrough` columns.
         """
         phases = self.phases
-        if (
-            isinstance(phases, str)
-            or not isinstance(phases, list | tuple)
-            or not phases
-            or not all(isinstance(p, str) and p for p in phases)
-            or len(set(phases)) != len(phases)
-        ):
-            raise ValueError(
-                f"phases must be a non-empty list or tuple of distinct phase names, got {phases!r}"
-            )
+        out = region_columns(
+            phases, check_regions(self.regions), feature_names(split_label(self.params)[0])
+        )
         if self.robustness_threshold is not None:
             check_is_fitted(self, "robust_features_")
             return np.asarray(list(self.robust_features_) + list(self.passthrough), dtype=object)
-        names = feature_names(self.params)
-        out = [f"{phase}_{name}" for phase in phases for name in names]
-        return np.asarray(out + self._check_passthrough(None, out), dtype=object)
+        return np.asarray(out + check_passthrough(self.passthrough, None, out), dtype=object)
 
 
 def _pyradiomics_version():
@@ -477,23 +490,11 @@ def _pyradiomics_version():
     return radiomics.__version__
 
 
+def _block(context, block):
+    """``(phase index, ring_mm or None)`` of a case's block (see ``_extract_tables``)."""
+    j, r = divmod(block, len(context["regions"]))
+    return j, context["regions"][r][1]
+
+
 def _seed(context, row, number):
     return robustness.perturbation_seed(context["entropy"], context["index"][row], number[0])
-
-
-def _skipped_extractions(X, skipped, n_cases):
-    """``skipped_`` and its warning from ``(row, phase, column, reason)`` tuples in table order."""
-    table = pd.DataFrame(
-        [s[1:] for s in skipped],
-        index=X.index[[s[0] for s in skipped]].rename("patient_id"),
-        columns=["phase", "column", "reason"],
-    )
-    shown = "; ".join(
-        f"patient {X.index[r]!r}, phase {ph!r}: {why}" for r, ph, _, why in skipped[:5]
-    )
-    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-    message = (
-        f"RadiomicsExtractor skipped {len(skipped)} of {n_cases} (patient, phase) "
-        f"extractions, whose features are NaN (see skipped_): {shown}{more}"
-    )
-    return table, message

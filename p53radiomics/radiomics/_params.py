@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import GEOMETRY_TOLERANCE
+from ..io import GEOMETRY_TOLERANCE, check_label
 
-__all__ = ["DEFAULT_PARAMS_FILE", "feature_names", "load_params"]
+__all__ = ["DEFAULT_PARAMS_FILE", "feature_names", "load_params", "resolve_label", "split_label"]
 
 #: The study's parameter file, shipped in the package (``p53radiomics/radiomics/study.yaml``).
 DEFAULT_PARAMS_FILE = Path(str(resources.files("p53radiomics.radiomics").joinpath("study.yaml")))
@@ -116,7 +116,9 @@ def _own_problems(data):
     for where, values in scopes:
         if values.get("label", 1) != 1:
             problems.append(
-                f"{where}: label must be 1 (p53radiomics.io gives binary masks, 1 = ROI), got {values['label']!r}"
+                f"{where}: label must be 1 (p53radiomics.io gives binary masks, 1 = ROI), got "
+                f"{values['label']!r}: give RadiomicsExtractor(label=...) (or setting label to "
+                "RadiomicsExtractor), which picks that label of the mask itself"
             )
         if values.get("label_channel", 0) != 0:
             problems.append(f"{where}: label_channel must be 0 (masks are scalar images)")
@@ -239,6 +241,60 @@ def load_params(params=None):
     except TypeError as exc:
         raise ValueError(f"invalid PyRadiomics parameters ({source}): {exc}") from exc
     return copy.deepcopy(_validated(data_json, source)[1])
+
+
+def split_label(params=None):
+    """PyRadiomics's ``setting: label`` taken out of `params` where it is not 1: ``(params, label)``.
+
+    :class:`RadiomicsExtractor` picks a label of a multi-label mask itself (``label=``) and gives
+    PyRadiomics the binary mask it makes, so a ``label`` other than 1 in the parameters (what
+    PyRadiomics's own users write) is read as ``label=``. Returns `params` itself and ``None``
+    where the setting is absent or 1 (PyRadiomics's default, which the study's set spells out);
+    else a copy without it and the label. `params` as for :func:`load_params`, not validated here
+    beyond the label (a positive integer, else a ValueError).
+
+    Examples
+    --------
+    >>> from p53radiomics.radiomics._params import split_label
+    >>> split_label({"setting": {"label": 2, "binCount": 16}})
+    ({'setting': {'binCount': 16}}, 2)
+    >>> split_label(None)
+    (None, None)
+    """
+    data = params
+    if params is None or isinstance(params, str | os.PathLike):
+        path = Path(DEFAULT_PARAMS_FILE if params is None else params)
+        data = _read_yaml(path) if path.is_file() else None  # load_params says what is wrong
+    settings = data.get("setting") if isinstance(data, dict) else None
+    label = settings.get("label", 1) if isinstance(settings, dict) else 1
+    if isinstance(label, int) and not isinstance(label, bool) and label == 1:
+        return params, None
+    if isinstance(label, bool) or not isinstance(label, int) or label < 1:
+        raise ValueError(
+            f"invalid PyRadiomics parameters: setting label must be a positive integer, got {label!r}"
+        )
+    data = copy.deepcopy(data)
+    del data["setting"]["label"]
+    return data, label
+
+
+def resolve_label(params, label, phases):
+    """``(params without a label, {phase: label} or None)``: `label` and the params' label agreed.
+
+    `label` as :func:`~p53radiomics.io.load_case` takes it (checked); the label PyRadiomics's
+    ``setting`` holds, where it is not 1 (:func:`split_label`), serves where `label` is None, and
+    a `label` that differs from it is a ValueError.
+    """
+    params, params_label = split_label(params)
+    labels = check_label(label, phases)
+    if params_label is not None and labels is None:
+        labels = dict.fromkeys(phases, params_label)
+    elif params_label is not None and set(labels.values()) != {params_label}:
+        raise ValueError(
+            f"label={label!r} and the parameters' setting label {params_label} disagree: "
+            "give one (or the same)"
+        )
+    return params, labels
 
 
 def params_key(params):

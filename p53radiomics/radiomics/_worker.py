@@ -1,4 +1,6 @@
-"""One (patient, phase) extraction: what a joblib worker of :class:`RadiomicsExtractor` runs.
+"""One (patient, phase) extraction: what a joblib worker of :class:`RadiomicsExtractor` runs; and
+how the extractor checks and assembles what its workers return (results, diagnostics, skipped
+cases, passthrough columns).
 
 A worker may be a process, a thread or a dask worker: PyRadiomics's logger and SimpleITK's number of
 threads are global to a process, so they are changed through
@@ -11,6 +13,7 @@ import threading
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 
 from ..exceptions import CohortError
 from ..io import load_case
@@ -18,7 +21,13 @@ from ..utils._parallel import SharedSetting
 from ..utils._sitk import one_sitk_thread
 from ._params import params_key
 
-__all__ = ["check_result", "extract_phase"]
+__all__ = [
+    "check_passthrough",
+    "check_result",
+    "diagnostics_frame",
+    "extract_phase",
+    "skipped_extractions",
+]
 
 
 class _Collector(logging.Handler):
@@ -184,3 +193,52 @@ def check_result(features, names, messages, patient_id, phase):
             patient_id=patient_id,
             column=phase,
         )
+
+
+def diagnostics_frame(diagnostics, index, phases):
+    """One row per patient, columns ``f"{phase}_{name}"`` phase by phase, object dtype."""
+    columns = {}
+    for j, name in sorted(
+        diagnostics, key=lambda key: key[0]
+    ):  # stable: PyRadiomics's order within a phase
+        cells = [None] * len(index)
+        for row, value in diagnostics[(j, name)].items():
+            cells[row] = value
+        columns[f"{phases[j]}_{name}"] = pd.Series(cells, index=index.copy(), dtype=object)
+    return pd.DataFrame(columns, index=index.copy(), dtype=object)
+
+
+def skipped_extractions(X, skipped, n_cases):
+    """``skipped_`` and its warning from ``(row, phase, column, reason)`` tuples in table order."""
+    table = pd.DataFrame(
+        [s[1:] for s in skipped],
+        index=X.index[[s[0] for s in skipped]].rename("patient_id"),
+        columns=["phase", "column", "reason"],
+    )
+    shown = "; ".join(
+        f"patient {X.index[r]!r}, phase {ph!r}: {why}" for r, ph, _, why in skipped[:5]
+    )
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    message = (
+        f"RadiomicsExtractor skipped {len(skipped)} of {n_cases} (patient, phase) "
+        f"extractions, whose features are NaN (see skipped_): {shown}{more}"
+    )
+    return table, message
+
+
+def check_passthrough(names, X, feature_names_out=None):
+    """The `passthrough` names as a list; raise if one is missing from `X` or is a feature name."""
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(
+            f"passthrough must be a list or tuple of column names, got {names!r} "
+            "(for one column: passthrough=(name,))"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"passthrough names a column twice: {names!r}")
+    features = set(feature_names_out if feature_names_out is not None else ())
+    for name in names:
+        if X is not None and name not in X.columns:
+            raise CohortError("passthrough column is missing from the cohort table", column=name)
+        if name in features:
+            raise ValueError(f"passthrough column {name!r} has the name of a feature")
+    return list(names)
