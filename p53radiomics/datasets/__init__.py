@@ -1,5 +1,14 @@
 """Data sets: a synthetic three-phase DCE-MRI cohort that behaves like the study's."""
 
+from ._scanners import EXTERNAL_SCANNERS, FIELDS_OF_VIEW, FieldOfView
 from ._synthetic import REPEATED_MASK_SETS, SCANNERS, Scanner, make_synthetic_cohort
 
-__all__ = ["REPEATED_MASK_SETS", "SCANNERS", "Scanner", "make_synthetic_cohort"]
+__all__ = [
+    "EXTERNAL_SCANNERS",
+    "FIELDS_OF_VIEW",
+    "REPEATED_MASK_SETS",
+    "SCANNERS",
+    "FieldOfView",
+    "Scanner",
+    "make_synthetic_cohort",
+]

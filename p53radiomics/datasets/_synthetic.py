@@ -20,11 +20,13 @@ the aorta and portal vein, and one tumour whose appearance follows its clinical 
 
 Several simulated scanners differ in voxel spacing, intensity scale and offset, noise (Rician) and a
 smooth multiplicative bias field, so that N4 correction, resampling, normalisation and harmonisation
-matter as they did in the study (seven 1.5 T and 3 T scanners).
+matter as they did in the study (seven 1.5 T and 3 T scanners). :data:`EXTERNAL_SCANNERS`, absent
+from those, add a reconstruction kernel, thick slices, correlated noise and other enhancement
+ratios between phases: an external site (see :mod:`._scanners`). ``field_of_view="abdomen"`` gives
+clinical-size volumes.
 """
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +38,26 @@ from scipy.special import ndtr
 
 from .._settings import DEFAULT_PHASES
 from ._clinical import STUDY_PREVALENCE, draw_clinical
+from ._scanners import (
+    EXTERNAL_SCANNERS,
+    SCANNERS,
+    Scanner,
+    acquire,
+    resolve_field_of_view,
+    resolve_scanners,
+    volume_geometry,
+)
 
-__all__ = ["REPEATED_MASK_SETS", "SCANNERS", "Scanner", "make_synthetic_cohort"]
+__all__ = [
+    "EXTERNAL_SCANNERS",
+    "REPEATED_MASK_SETS",
+    "SCANNERS",
+    "Scanner",
+    "make_synthetic_cohort",
+]
 
 PHASES = DEFAULT_PHASES
 LABEL_COLUMN = "p53"
-
-# Field of view (x, y, z) in mm: the upper abdomen around the liver.
-_FOV = np.array([176.0, 160.0, 112.0])
 
 #: The repeated ROIs of the synthetic cohort: mask set name -> range (mm) of the outline's shift.
 #: A second reader's outline moves further from the primary (the first reader's first session)
@@ -54,45 +68,6 @@ _STUDY_REPEATED = (30, 320)
 # Correlation length (mm) of the shift along the outline, in plane; slices are drawn apart.
 _SHIFT_CORRELATION_MM = 6.0
 
-
-@dataclass(frozen=True)
-class Scanner:
-    """Acquisition settings of one simulated scanner.
-
-    Parameters
-    ----------
-    name : str
-        Written in the ``scanner`` column.
-    spacing : tuple of float
-        Voxel spacing (x, y, z) in mm.
-    scale : float
-        Grey value of unit signal (the liver in the arterial phase).
-    offset : float
-        Added to every voxel.
-    noise : float
-        Noise standard deviation, as a fraction of `scale`.
-    bias : float
-        Strength of the multiplicative bias field: the log field spans about ``[-bias, bias]``.
-    """
-
-    name: str
-    spacing: tuple
-    scale: float
-    offset: float
-    noise: float
-    bias: float
-
-
-#: The simulated scanners; the first `n_scanners` are used.
-SCANNERS = (
-    Scanner("S1", (1.875, 1.875, 5.0), 900.0, 40.0, 0.035, 0.25),
-    Scanner("S2", (1.5, 1.5, 4.0), 1400.0, 0.0, 0.025, 0.15),
-    Scanner("S3", (2.0, 2.0, 6.0), 350.0, 20.0, 0.05, 0.35),
-    Scanner("S4", (1.6, 1.6, 3.0), 2200.0, 100.0, 0.03, 0.20),
-    Scanner("S5", (2.2, 2.2, 5.0), 600.0, 0.0, 0.06, 0.30),
-    Scanner("S6", (1.4, 1.4, 4.5), 1100.0, 60.0, 0.04, 0.40),
-    Scanner("S7", (1.8, 1.8, 3.5), 1800.0, 0.0, 0.045, 0.18),
-)
 
 # Relative enhancement of each structure per phase (AP, PVP, DP).
 _BODY = (0.55, 0.62, 0.60)
@@ -118,7 +93,7 @@ def _ellipsoid(z, y, x, centre, radii):
     return ((z - cz) / rz) ** 2 + ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2
 
 
-def _tumour_geometry(rng, ltd):
+def _tumour_geometry(rng, ltd, fov_size):
     """Centre (mm), semi-axes (mm), in-plane rotation and lobulation of one tumour."""
     a = ltd / 2.0
     radii = np.array(
@@ -126,7 +101,7 @@ def _tumour_geometry(rng, ltd):
     )  # z, y, x; x largest
     angle = rng.uniform(0, np.pi)
     # Inside the right liver lobe (image left), kept within the field of view.
-    half = _FOV[::-1] / 2.0
+    half = np.asarray(fov_size, dtype=float)[::-1] / 2.0
     centre = np.array([rng.uniform(-15, 15), rng.uniform(-20, 20), rng.uniform(-50, -15)])
     centre = np.clip(centre, -half + radii.max() + 4, half - radii.max() - 4)
     lobes = rng.normal(0, 0.06, size=6)
@@ -154,15 +129,15 @@ def _tumour_radius(z, y, x, centre, radii, angle, lobes):
     return rho / outline
 
 
-def _render_phase(k, geo, patient, tumour, texture, liver_texture):
-    """Signal (before scanner effects) and mask of phase `k`."""
+def _render_phase(k, geo, patient, tumour, texture, liver_texture, body_axes):
+    """Signal (before scanner effects) and mask of phase `k`; `body_axes`: (y, x) in mm."""
     z, y, x = geo
     signal = np.zeros(np.broadcast_shapes(z.shape, y.shape, x.shape), dtype=np.float32)
 
     def full(region):
         return np.broadcast_to(region, signal.shape)
 
-    body = full(((y / 75.0) ** 2 + (x / 86.0) ** 2) < 1.0)
+    body = full(((y / body_axes[0]) ** 2 + (x / body_axes[1]) ** 2) < 1.0)
     signal[body] = _BODY[k]
     liver = full(_ellipsoid(z, y, x, (0.0, -5.0, -28.0), (52.0, 62.0, 58.0)) < 1.0)
     signal[liver] = _LIVER[k] * (1.0 + liver_texture[liver])
@@ -231,19 +206,19 @@ def repeated_mask(geo, spacing, tumour, shift_range, rng):
     return inside.astype(np.uint8)
 
 
-def _render_patient(patient, scanner, voxel_scale, seed, repeat_seed=None):
-    """The three phases of one patient: int16 arrays, uint8 masks and the image geometry.
+def _render_patient(patient, scanner, voxel_scale, seed, repeat_seed, fov):
+    """Yield the arrays of one patient, phase by phase: ``(column, int16 image or uint8 mask)``.
 
-    With `repeat_seed`, also ``{mask set: [uint8 mask per phase]}`` of :data:`REPEATED_MASK_SETS`,
-    drawn from their own stream: the images and primary masks are those drawn without it.
+    One phase's arrays at a time are held (clinical-size volumes). With `repeat_seed`, also the
+    masks of :data:`REPEATED_MASK_SETS` (column ``f"{phase}_mask_{set}"``), drawn from their own
+    stream: the images and primary masks are those drawn without it.
     """
     rng = np.random.default_rng(seed)
     repeat_rng = None if repeat_seed is None else np.random.default_rng(repeat_seed)
-    spacing_xyz = np.asarray(scanner.spacing) * voxel_scale
-    spacing = spacing_xyz[::-1]  # z, y, x
-    shape = tuple(int(max(8, round(f / s))) for f, s in zip(_FOV[::-1], spacing, strict=True))
+    shape, spacing_xyz, _ = volume_geometry(scanner, voxel_scale, fov)
+    spacing = np.asarray(spacing_xyz)[::-1]  # z, y, x
 
-    centre, radii, angle, lobes = _tumour_geometry(rng, float(patient["ltd"]))
+    centre, radii, angle, lobes = _tumour_geometry(rng, float(patient["ltd"]), fov.size)
     necrosis = patient["ltd"] > 50 and rng.random() < 0.5
     tumour = (centre, radii, angle, lobes, necrosis)
 
@@ -262,35 +237,27 @@ def _render_patient(patient, scanner, voxel_scale, seed, repeat_seed=None):
 
     # One bias field for the three phases (same coil): exp of a random low-order polynomial.
     z, y, x = _grid(shape, spacing, (0.0, 0.0, 0.0))
-    nz, ny, nx = z / (_FOV[2] / 2), y / (_FOV[1] / 2), x / (_FOV[0] / 2)
+    size = fov.size
+    nz, ny, nx = z / (size[2] / 2), y / (size[1] / 2), x / (size[0] / 2)
     terms = [nx, ny, nz, nx * ny, nx**2 - 0.33, ny**2 - 0.33, ny * nz]
     coef = rng.normal(size=len(terms))
     poly = sum(c * t for c, t in zip(coef, terms, strict=True))
     poly = poly / np.abs(poly).max()
     strength = scanner.bias * rng.uniform(0.7, 1.3)
     bias = np.exp(strength * poly).astype(np.float32)
+    del poly
 
-    images, masks = [], []
-    repeated = {} if repeat_rng is None else {name: [] for name in REPEATED_MASK_SETS}
-    for k in range(len(PHASES)):
+    for k, phase in enumerate(PHASES):
         shift = rng.normal(0.0, 1.0, size=3)  # breath-hold misregistration, mm
         geo = _grid(shape, spacing, shift)
-        signal, inside = _render_phase(k, geo, patient, tumour, texture, liver_texture)
-        for name, masks_of_set in repeated.items():
-            shifts = REPEATED_MASK_SETS[name]
-            masks_of_set.append(repeated_mask(geo, spacing, tumour, shifts, repeat_rng))
-        signal = gaussian_filter(signal, sigma=0.5)  # point-spread function
-        sigma = scanner.noise
-        noisy = np.hypot(signal * bias + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
-        values = np.clip(np.round(noisy * scanner.scale + scanner.offset), 0, 32767).astype(
-            np.int16
-        )
-        images.append(values)
-        masks.append(inside.astype(np.uint8))
-    origin = tuple(
-        float(-n * s / 2.0 + s / 2.0) for n, s in zip(shape[::-1], spacing_xyz, strict=True)
-    )
-    return images, masks, tuple(float(s) for s in spacing_xyz), origin, repeated
+        signal, inside = _render_phase(k, geo, patient, tumour, texture, liver_texture, fov.body)
+        yield phase, acquire(signal, bias, scanner, k, _BODY[k], spacing, rng)
+        del signal
+        yield f"{phase}_mask", inside.astype(np.uint8)
+        if repeat_rng is not None:
+            for name, shifts in REPEATED_MASK_SETS.items():
+                mask = repeated_mask(geo, spacing, tumour, shifts, repeat_rng)
+                yield f"{phase}_mask_{name}", mask
 
 
 def _write(array, spacing, origin, path):
@@ -300,18 +267,11 @@ def _write(array, spacing, origin, path):
     sitk.WriteImage(image, str(path), True, 1)
 
 
-def _make_patient(directory, pid, patient, scanner, voxel_scale, seed, repeat_seed):
-    images, masks, spacing, origin, repeated = _render_patient(
-        patient, scanner, voxel_scale, seed, repeat_seed
-    )
-    arrays = {}
-    for phase, image, mask in zip(PHASES, images, masks, strict=True):
-        arrays[phase], arrays[f"{phase}_mask"] = image, mask
-    for name, masks_of_set in repeated.items():
-        for phase, mask in zip(PHASES, masks_of_set, strict=True):
-            arrays[f"{phase}_mask_{name}"] = mask
+def _make_patient(directory, pid, patient, scanner, voxel_scale, seed, repeat_seed, fov):
+    """Write one patient's volumes as they are drawn, one at a time; return the cells."""
+    _, spacing, origin = volume_geometry(scanner, voxel_scale, fov)
     cells = {}
-    for column, array in arrays.items():
+    for column, array in _render_patient(patient, scanner, voxel_scale, seed, repeat_seed, fov):
         relative = f"images/{pid}_{column}.nii.gz"
         _write(array, spacing, origin, directory / relative)
         cells[column] = relative
@@ -338,7 +298,9 @@ def make_synthetic_cohort(
     n_patients=320,
     random_state=0,
     *,
-    n_scanners=7,
+    n_scanners=None,
+    scanners=None,
+    field_of_view="default",
     voxel_scale=1.0,
     prevalence=STUDY_PREVALENCE,
     n_repeated=None,
@@ -363,8 +325,25 @@ def make_synthetic_cohort(
         Number of patients (the study's 320).
     random_state : int, default=0
         Seed. The same seed gives byte-identical files, whatever `n_jobs`.
-    n_scanners : int, default=7
-        How many of the simulated :data:`SCANNERS` to use (1 to 7; the study had seven).
+    n_scanners : int or None, default=None
+        How many of the simulated :data:`SCANNERS` to use (1 to 7; the study had seven): the
+        first `n_scanners`. ``None``: all seven, or, with `scanners`, as many as it holds (an
+        integer other than its length is refused: pass one or the other).
+    scanners : sequence of Scanner or str, default=None
+        The scanners to draw the patients' series from, each patient's drawn uniformly among
+        them: :class:`Scanner` objects or names of :data:`SCANNERS` and
+        :data:`EXTERNAL_SCANNERS`, which may be absent from the development cohort's scanners (a
+        synthetic external site: ``scanners=EXTERNAL_SCANNERS``). ``None``: the first
+        `n_scanners` of :data:`SCANNERS`; ``SCANNERS[:k]`` gives the files of
+        ``n_scanners=k``. Names must be distinct, and a :class:`Scanner` named like a built-in
+        one must equal it.
+    field_of_view : {"default", "abdomen"}, default="default"
+        ``"default"``: the upper abdomen around the liver, 176 x 160 x 112 mm, at each scanner's
+        spacing (CPU-sized volumes). ``"abdomen"``: clinical-size series, 380 x 310 x 200 mm at
+        0.74 x 0.74 x 3 mm for every scanner (514 x 419 x 67 voxels, about 29 MB of int16 per
+        volume; the scanners' other settings apply), the body's outline filling it; the organs
+        and tumours keep their sizes (see :data:`FIELDS_OF_VIEW`). Volumes are written one at a
+        time, so memory holds one patient's phase, whatever `n_patients`.
     voxel_scale : float, default=1.0
         Multiplies every scanner's voxel spacing: 2.0 gives volumes with 8 times fewer voxels, for
         test cohorts generated in seconds. The field of view and tumour sizes stay the same.
@@ -418,11 +397,20 @@ def make_synthetic_cohort(
     ((4, 19), 'p53')
     >>> X.columns[:6].tolist()
     ['ap', 'ap_mask', 'pvp', 'pvp_mask', 'dp', 'dp_mask']
+
+    An external site, from scanners the cohort above has none of:
+
+    >>> from p53radiomics.datasets import EXTERNAL_SCANNERS
+    >>> X_ext, y_ext = make_synthetic_cohort(
+    ...     tempfile.mkdtemp(), n_patients=6, voxel_scale=3.0, scanners=EXTERNAL_SCANNERS
+    ... )
+    >>> sorted(set(X_ext["scanner"]) - {s.name for s in EXTERNAL_SCANNERS})
+    []
     """
     if not isinstance(n_patients, int | np.integer) or n_patients < 1:
         raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
-    if not 1 <= n_scanners <= len(SCANNERS):
-        raise ValueError(f"n_scanners must be between 1 and {len(SCANNERS)}, got {n_scanners!r}")
+    chosen_scanners = resolve_scanners(scanners, n_scanners)
+    fov = resolve_field_of_view(field_of_view)
     if not voxel_scale > 0:
         raise ValueError(f"voxel_scale must be positive, got {voxel_scale!r}")
     if not 0 < prevalence < 1:
@@ -434,9 +422,12 @@ def make_synthetic_cohort(
     # a fourth child for the repeated ROIs: the first three are those spawn(3) gives
     clinical_seed, scanner_seed, image_seed, repeat_seed = seeds.spawn(4)
     clinical, y = draw_clinical(n_patients, np.random.default_rng(clinical_seed), prevalence)
-    scanners = np.random.default_rng(scanner_seed).integers(0, n_scanners, n_patients)
+    n_used = len(chosen_scanners)
+    scanner_index = np.random.default_rng(scanner_seed).integers(0, n_used, n_patients)
     ids = [f"P{i + 1:04d}" for i in range(n_patients)]
-    clinical.insert(len(clinical.columns), "scanner", [SCANNERS[s].name for s in scanners])
+    clinical.insert(
+        len(clinical.columns), "scanner", [chosen_scanners[s].name for s in scanner_index]
+    )
     clinical.insert(0, "patient_id", ids)
     clinical[LABEL_COLUMN] = y
     patient_seeds = image_seed.spawn(n_patients)
@@ -445,9 +436,11 @@ def make_synthetic_cohort(
     repeat_seeds = [seed if i in chosen else None for i, seed in enumerate(repeat_seeds)]
 
     rows = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_make_patient)(directory, pid, row, SCANNERS[s], voxel_scale, seed, repeat)
+        delayed(_make_patient)(
+            directory, pid, row, chosen_scanners[s], voxel_scale, seed, repeat, fov
+        )
         for pid, (_, row), s, seed, repeat in zip(
-            ids, clinical.iterrows(), scanners, patient_seeds, repeat_seeds, strict=True
+            ids, clinical.iterrows(), scanner_index, patient_seeds, repeat_seeds, strict=True
         )
     )
     paths = pd.DataFrame(rows)  # the columns of the first patient with repeated ROIs come last
