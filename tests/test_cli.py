@@ -108,7 +108,7 @@ def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
         "--profile",
         "smoke",
         "--n-patients",
-        "24",
+        "12",  # about the fewest the 7:3 split and the 2-fold stacking take
         "--voxel-scale",
         "3",
         "--n-jobs",

@@ -145,6 +145,48 @@ def test_fitted_on_cuda_loads_and_predicts_the_same_on_cpu_only(fitted_cuda, toy
     )
 
 
+def test_a_p53_file_saved_on_cuda_loads_and_predicts_the_same_on_cpu_only(
+    fitted_cuda, toy, tmp_path
+):
+    """save_model on a CUDA machine, load_model in a CPU-only process: the weights travel as
+    tensors (safetensors) and the network is rebuilt on the CPU."""
+    from p53radiomics import save_model
+
+    X = toy[0]
+    save_model(fitted_cuda, tmp_path / "cnn.p53")
+    np.save(tmp_path / "X.npy", X)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, torch
+        from p53radiomics import load_model
+        assert not torch.cuda.is_available()
+        cnn = load_model({str(tmp_path / "cnn.p53")!r})
+        assert cnn.device_ == "cpu" and str(cnn.net_.device) == "cpu", cnn.device_
+        assert all(p.device.type == "cpu" for p in cnn.net_.module_.parameters())
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.save({str(tmp_path / "proba.npy")!r}, cnn.predict_proba(X))
+        np.save({str(tmp_path / "features.npy")!r}, cnn.transform(X))
+        """
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
+    assert done.returncode == 0, done.stderr
+    # the same tolerances as the joblib round trip above: float32 rounding between devices
+    np.testing.assert_allclose(
+        np.load(tmp_path / "proba.npy"), fitted_cuda.predict_proba(X), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "features.npy"), fitted_cuda.transform(X), rtol=1e-3, atol=1e-3
+    )
+
+
 @pytest.mark.parametrize(
     ("backbone", "mode"), [("convnext_tiny", "mc"), ("swin_t", "ff"), ("vit_b_16", "mc")]
 )
