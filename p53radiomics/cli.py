@@ -148,6 +148,7 @@ def _fit(args):
         mode=args.mode,
         harmonize=args.harmonize,
         context_slices=args.context_slices,
+        robustness_threshold=args.robustness_threshold,
     )
     print(
         f"Fitting the combined model on {len(X)} patients ({int(y.sum())} positive), cache in {cache} ...",
@@ -302,6 +303,17 @@ def _add_demo(commands):
     demo.set_defaults(func=_demo)
 
 
+def _icc_threshold(text):
+    """An ICC threshold from the command line: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"an ICC threshold lies in [0, 1]; got {text}")
+    return value
+
+
 def _add_fit(commands):
     """The ``fit`` sub-command."""
     fit = commands.add_parser(
@@ -344,6 +356,14 @@ def _add_fit(commands):
         default=0,
         metavar="K",
         help="2.5D CNN input: the K slices above and below each phase's largest slice (default: 0)",
+    )
+    fit.add_argument(
+        "--robustness-threshold",
+        type=_icc_threshold,
+        default=None,
+        metavar="T",
+        help="keep the radiomics features whose ICC over the training patients' repeated ROIs "
+        "(else perturbed ones) reaches T, e.g. 0.75 ('good', Koo & Li 2016); default: every feature",
     )
     fit.add_argument(
         "--profile",

@@ -36,7 +36,13 @@ _SECTIONS = (
     ("harmonisation", "Patients harmonised with pooled ComBat estimates",
      "The radiomics model's ComBat step could not remove these scanners' own effect (the scanner was not in the "
      "training data, or had a single training patient) and applied the training scanners' pooled estimates."),
+    ("robustness", "The radiomics model with and without the robustness filter",
+     "The radiomics model fitted on the TC with the robustness filter (the features whose ICC over the training "
+     "patients' repeated ROIs reaches the threshold) against the same model without it; VC AUC with DeLong 95% CI "
+     "and DeLong's paired test between the two."),
 )  # fmt: skip
+#: Tables written as CSV files but too long for the page: a section of the report summarises them.
+_CSV_ONLY = ("reproducibility",)
 
 _DIAGNOSTIC_COLUMNS = [
     "model",
@@ -109,7 +115,8 @@ def write_report(
     title : str
         Heading of the report.
     tables : dict of str to pandas.DataFrame
-        Tables by name (``table1`` ... ``table5``, ``delong``; others are appended).
+        Tables by name (``table1`` ... ``table5``, ``delong``, ``robustness``; others are
+        appended, but for ``reproducibility``, too long for the page).
     figures : dict of str to (path, caption)
         PNG files, embedded in the page (the report needs no other file).
     profile : Profile, default=None
@@ -175,7 +182,7 @@ def write_report(
             f"<h2>{html.escape(heading)}</h2><p>{html.escape(note)}</p>{_table_html(name, table)}"
         )
     for name, table in tables.items():
-        if name not in done and table is not None:
+        if name not in done and name not in _CSV_ONLY and table is not None:
             parts.append(f"<h2>{html.escape(name)}</h2>{_table_html(name, table)}")
     if figures:
         parts.append("<h2>Figures</h2>")

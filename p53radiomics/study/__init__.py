@@ -6,8 +6,9 @@ Used by the command line (``p53radiomics demo``, ``fit``, ``evaluate``) and call
 
 The package's modules, by stage: ``_profiles`` (:class:`Profile`, :data:`PROFILES`,
 :func:`profile_pipeline`), ``_cohort`` (:func:`prepare_cohort`, :func:`skip_bad_cases`),
-``_tables`` (Tables 1-5 and the DeLong tests), ``_figures`` (the PNG figures) and ``_run``
-(:func:`run_study`, :func:`evaluate_model`). :func:`use_cache` is
+``_tables`` (Tables 1-5 and the DeLong tests), ``_figures`` (the PNG figures),
+``_reproducibility`` (the ICCs of the repeated ROIs and the robustness filter's comparison) and
+``_run`` (:func:`run_study`, :func:`evaluate_model`). :func:`use_cache` is
 :func:`p53radiomics.pipeline.use_cache`, re-exported here.
 """
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..pipeline import MODEL_NAMES, fitted_branch
 
-__all__ = ["gradcam_figures", "study_figures"]
+__all__ = ["gradcam_figures", "icc_figure", "study_figures"]
 
 
 def _pyplot():
@@ -87,6 +87,8 @@ def study_figures(out, y, scores_by_cohort, random_state, *, model=None, referen
 def gradcam_figures(out, model, Xp, patients, phases):
     """Grad-CAM panels of the fitted `model`'s deep branch for some patients of a preprocessed
     table `Xp`: PNG files under `out`."""
+    if not len(patients):  # a profile with n_gradcam=0
+        return {}
     plt = _pyplot()
     from ..plotting import GradCAMDisplay
 
@@ -106,3 +108,29 @@ def gradcam_figures(out, model, Xp, patients, phases):
             f"Grad-CAM of the deep model for validation patient {pid}.",
         )
     return figures
+
+
+def icc_figure(out, table, threshold):
+    """Boxplots of the ICCs of a :func:`~p53radiomics.metrics.reproducibility_table` with ``class``
+    and ``phase`` columns, by class and phase, one panel per comparison: ``icc_by_class.png``."""
+    plt = _pyplot()
+    rows = table[~table["constant"].astype(bool)].reset_index()
+    comparisons = list(rows["comparison"].unique())
+    fig, axes = plt.subplots(len(comparisons), 1, figsize=(10, 3.6 * len(comparisons)),
+                             squeeze=False)  # fmt: skip
+    for ax, comparison in zip(axes[:, 0], comparisons, strict=True):
+        part = rows[rows["comparison"] == comparison]
+        groups = list(part.groupby(["class", "phase"], sort=False)["icc"])
+        ax.boxplot([g.to_numpy() for _, g in groups], showfliers=True)
+        ax.set_xticks(range(1, len(groups) + 1), [f"{c}\n{p}" for (c, p), _ in groups],
+                      fontsize=7)  # fmt: skip
+        ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
+        ax.set_ylabel("ICC(2,1)")
+        ax.set_title(f"{comparison}: ICC of each feature, by class and phase")
+    fig.tight_layout()
+    path = out / "icc_by_class.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    caption = (f"ICC of each feature between the primary and the repeated ROIs, by feature class "
+               f"and phase (CNN: the final CNN's features); dashed: {threshold:g}.")  # fmt: skip
+    return {"icc_by_class": (path, caption)}

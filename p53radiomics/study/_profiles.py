@@ -156,6 +156,7 @@ def profile_pipeline(
     mode=None,
     harmonize=False,
     context_slices=0,
+    robustness_threshold=None,
 ):
     """The study's pipeline (:func:`~p53radiomics.make_paper_pipeline`) with a profile's settings.
 
@@ -179,6 +180,9 @@ def profile_pipeline(
         ComBat harmonisation across the ``scanner`` column in the radiomics branch.
     context_slices : int
         2.5D crops for the CNN: the slices above and below each phase's largest slice.
+    robustness_threshold : float or None
+        The radiomics branch's robustness filter: keep the features whose ICC over the training
+        patients' repeated (else perturbed) ROIs reaches it, e.g. 0.75; ``None`` keeps them all.
 
     Returns
     -------
@@ -211,5 +215,6 @@ def profile_pipeline(
         verbose=1,
         harmonize=harmonize,
         context_slices=context_slices,
+        robustness_threshold=robustness_threshold,
     )
     return model.set_params(preprocess__n_iterations=profile.n_iterations)

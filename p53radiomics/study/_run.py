@@ -22,6 +22,7 @@ from ..pipeline import (
 from ._cohort import prepare_cohort
 from ._figures import gradcam_figures, study_figures
 from ._profiles import PREOPERATIVE_COLUMNS, profile_pipeline, resolve_profile
+from ._reproducibility import reproducibility_stage
 from ._tables import (
     STAGE_NOTE,
     StageClock,
@@ -49,14 +50,17 @@ class StudyResult(Mapping):
     Attributes
     ----------
     tables : dict of str to pandas.DataFrame or None
-        ``table1`` ... ``table5`` and ``delong`` (``table3`` or ``table4`` is ``None`` where the
-        profile compares no CNN in that mode).
+        ``table1`` ... ``table5``, ``delong``, ``reproducibility`` (each feature's ICC between
+        the repeated ROIs) and ``robustness`` (the radiomics model with and without the
+        robustness filter); ``table3`` or ``table4`` is ``None`` where the profile compares no
+        CNN in that mode, the last two where the cohort has no repeated ROIs.
     model : Pipeline
         The combined model fitted on the training cohort, with its decision thresholds
         (:func:`~p53radiomics.pipeline.decision_thresholds`).
     timings : dict of str to float
         Wall seconds per stage: ``cohort`` (where generated), ``preprocessing``, ``radiomics``,
-        ``cnn_comparison`` (Tables 3-4), ``combined_model``, ``evaluation``, ``figures``,
+        ``cnn_comparison`` (Tables 3-4), ``combined_model``, ``evaluation``,
+        ``reproducibility`` (where the cohort has repeated ROIs), ``figures``,
         ``report`` and ``total``.
     skipped : pandas.DataFrame
         Patients left out (index: patient id; ``column``, ``reason``).
@@ -120,7 +124,7 @@ class _Split:
     y_vc: object
 
 
-def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, clock):
+def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, n_repeated, clock):
     """The cohort given, or the synthetic one generated into ``out/cohort``."""
     if X is not None:
         return X, y
@@ -128,13 +132,9 @@ def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, c
 
     clock.log(f"generating a synthetic cohort of {n_patients} patients")
     with clock.stage("cohort", "cohort"):
-        return make_synthetic_cohort(
-            out / "cohort",
-            n_patients=n_patients,
-            random_state=random_state,
-            voxel_scale=voxel_scale,
-            n_jobs=n_jobs,
-        )
+        return make_synthetic_cohort(out / "cohort", n_patients=n_patients, n_jobs=n_jobs,
+                                     random_state=random_state, voxel_scale=voxel_scale,
+                                     n_repeated=n_repeated)  # fmt: skip
 
 
 def _split_stage(X, y, test_size, random_state, clock):
@@ -197,7 +197,8 @@ def _combined_stage(model, split, clock):
     return tables, labels, scores, Xp_vc
 
 
-def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock, card):
+def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock, card,
+                   sections=()):  # fmt: skip
     """The tables (CSV), the model, the report and the settings with the stage table; the stage
     table is also :func:`run_study`'s ``stages``."""
     from ..model_card import CARD_KEY, card_report_sections, write_card_files
@@ -208,7 +209,7 @@ def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, c
         "the synthetic cohort" if (out / "cohort").exists() else "your cohort"
     )
     report = dict(title=title, tables=tables, figures=figures, profile=profile, skipped=skipped)
-    report["sections"] = card_report_sections(card)
+    report["sections"] = [*sections, *card_report_sections(card)]
     clock.log("writing the tables, the model, its card and the report")
     with clock.stage("report", "report"):
         for name, table in tables.items():
@@ -268,6 +269,7 @@ def run_study(
     clinical_columns=PREOPERATIVE_COLUMNS,
     on_error="raise",
     pos_label=None,
+    n_repeated=None,
 ):
     """Run the study end to end and write its tables, figures, model and report under `out`.
 
@@ -309,6 +311,9 @@ def run_study(
     pos_label : object, default=None
         The label of the P53-mutated class, where `y` is not 0/1 or booleans (see
         :func:`prepare_cohort`).
+    n_repeated : int or None, default=None
+        Patients of the synthetic cohort whose ROIs are drawn again (``None``: the study's share,
+        30 of 320); with 2 or more, the report has the ICCs between readers and sessions.
 
     Returns
     -------
@@ -326,16 +331,9 @@ def run_study(
         out.mkdir(parents=True, exist_ok=True)
         clock.path = out / "stages.csv"
         X_given = X
-        X, y = _cohort_stage(
-            out,
-            X,
-            y,
-            n_patients=n_patients,
-            voxel_scale=voxel_scale,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            clock=clock,
-        )
+        X, y = _cohort_stage(out, X, y, n_patients=n_patients, voxel_scale=voxel_scale,
+                             random_state=random_state, n_jobs=n_jobs, n_repeated=n_repeated,
+                             clock=clock)  # fmt: skip
         with clock.stage("checks, split, Tables 1-2"):
             X, y, skipped = prepare_cohort(X, y, phases, on_error=on_error, pos_label=pos_label)
             if len(skipped):
@@ -358,6 +356,8 @@ def run_study(
         tables.update(_cnn_stage(profile, Xp, split, phases, random_state, clock))
         model_tables, labels, scores, Xp_vc = _combined_stage(model, split, clock)
         tables.update(model_tables)
+        repro = reproducibility_stage(out, model, Xp, split, scores, phases, clock)
+        tables.update(repro.tables)
         card = _study_card(model, tables, labels, scores, profile, skipped, on_error, test_size,
                            random_state, generated=X_given is None)  # fmt: skip
 
@@ -366,6 +366,7 @@ def run_study(
             figures = study_figures(out, labels, scores, random_state, model=model, reference="TC")
             gradcam_ids = list(split.vc[: profile.n_gradcam])
             figures.update(gradcam_figures(out, model, Xp_vc, gradcam_ids, phases))
+        figures.update(repro.figures)
         settings = {
             "profile": profile.name,
             **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
@@ -381,10 +382,11 @@ def run_study(
             skipped=skipped,
             clock=clock,
             card=card,
+            sections=[repro.section],
         )
     finally:
         clock.close()
-    print_summary(tables)
+    print_summary(tables, repro.summary)
     clock.log(f"done: report in {out / 'report.html'}")
     print_stages(stages)
     return StudyResult(tables, model, clock.timings, skipped, figures, stages)

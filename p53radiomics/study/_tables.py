@@ -172,8 +172,8 @@ def cnn_comparison(profile, Xp, split, phases, random_state, log, stage=None):
     return tables
 
 
-def print_summary(tables):
-    """Tables 1-5 and the DeLong tests, printed."""
+def print_summary(tables, reproducibility=()):
+    """Tables 1-5, the DeLong tests and the `reproducibility` summary lines, printed."""
     with pd.option_context(
         "display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40
     ):
@@ -192,6 +192,12 @@ def print_summary(tables):
                 print(tables[key][columns].round(3).to_string(index=False))
         print("\nDeLong tests")
         print(tables["delong"].round(4).to_string(index=False))
+        if reproducibility:
+            print("\nReproducibility of the features (median feature's ICC, 95% CI)")
+            print("\n".join(reproducibility))
+        if tables.get("robustness") is not None:
+            print("\nThe radiomics model with and without the robustness filter")
+            print(tables["robustness"].round(3).to_string())
 
 
 class StageClock:
