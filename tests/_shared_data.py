@@ -1,6 +1,6 @@
 """Where the project's reference data are (a helper module, not a test module: conftest.py and the
-tests that need the path at import time, to parametrize over its files, both import it; a
-``from conftest import ...`` would find tests/deep/conftest.py as well)."""
+tests that need the path at import time, to parametrize over its files, both import it, as
+``from tests._shared_data import shared_data_dir``; fixtures are never imported from a conftest)."""
 
 import os
 from pathlib import Path

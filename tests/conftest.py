@@ -2,7 +2,8 @@
 DICOM series and cohort tables written to disk."""
 
 import pytest
-from _shared_data import shared_data_dir
+
+from tests._shared_data import shared_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from _shared_data import shared_data_dir
 
 from p53radiomics import CohortError, LargestSliceCropper, N4Resampler
 from p53radiomics.io import GEOMETRY_TOLERANCE, load_case, read_cohort_csv, validate_cohort
+from tests._shared_data import shared_data_dir
 
 PHASES = ("ap", "pvp")
 IDS = ("0007", "0012", "0019")  # text: read without id_column they must not become 7, 12, 19

@@ -37,10 +37,10 @@ NUMERIC = {
 # of one); its module runs check_image_estimator on tables with a scanner column, and its own
 # clone, pickle, set_output, feature-name and not-fitted tests.
 IMAGE_LEVEL = {
-    "N4Resampler": "test_preprocessing",
-    "LargestSliceCropper": "test_preprocessing",
-    "RadiomicsExtractor": "test_radiomics",
-    "ComBatHarmonizer": "test_harmonization",
+    "N4Resampler": "preprocessing/test_n4_and_crops",
+    "LargestSliceCropper": "preprocessing/test_n4_and_crops",
+    "RadiomicsExtractor": "radiomics/test_extractor",
+    "ComBatHarmonizer": "harmonization/test_combat",
 }
 
 # Estimators neither kind of check can feed -> (test module, the class it tests, why).

@@ -43,7 +43,7 @@ from p53radiomics.plotting import GradCAMDisplay
 
 # Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
 # its module-scoped fixtures are built once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("test_featurizer")
+pytestmark = pytest.mark.xdist_group("deep.test_featurizer")
 
 CLASSES = np.array(["mutant", "wild"])  # sorted, so "mutant" is classes_[0]
 SIZE = 64  # the side of make_toy's crops (tests/deep/conftest.py)

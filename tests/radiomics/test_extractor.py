@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from _shared_data import shared_data_dir  # noqa: E402 - tests/ is on sys.path
 from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -35,6 +34,7 @@ from p53radiomics.radiomics import (
     load_params,
 )
 from p53radiomics.utils.estimator_checks import check_image_estimator
+from tests._shared_data import shared_data_dir
 
 SHARED = shared_data_dir() or Path("/nonexistent/shared/data")
 PYRADIOMICS_DATA = SHARED / "pyradiomics"
@@ -885,5 +885,5 @@ def test_importing_does_not_import_pyradiomics_or_add_handlers():
         "assert not any(logging.getLogger(n).handlers for n in logging.root.manager.loggerDict if n.startswith('p53radiomics'))"
     )
     subprocess.run(
-        [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1]
+        [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2]
     )

@@ -40,7 +40,7 @@ from p53radiomics.utils._sitk import one_sitk_thread
 
 # Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
 # its module-scoped fixtures are built once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("test_distributed")
+pytestmark = pytest.mark.xdist_group("utils.test_distributed")
 
 N4_FAST = {"n_iterations": (20, 20)}
 IMAGE_COLUMNS = {"ap", "ap_mask", "pvp", "pvp_mask", "dp", "dp_mask"}

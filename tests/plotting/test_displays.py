@@ -28,7 +28,7 @@ from p53radiomics.plotting import (
 
 # Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
 # its module-scoped fixtures are built once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("test_plotting")
+pytestmark = pytest.mark.xdist_group("plotting.test_displays")
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from p53radiomics.study._reproducibility import (
 )
 from p53radiomics.study._tables import StageClock
 
-pytestmark = pytest.mark.xdist_group("test_study_reproducibility")
+pytestmark = pytest.mark.xdist_group("study.test_reproducibility")
 
 # The smallest study that runs (as tests/test_study.py's): 12 patients at voxel_scale 3, the smoke
 # profile without the CNN comparison nor Grad-CAM, its CNN a small backbone; 6 patients with

@@ -13,7 +13,7 @@ from p53radiomics.study import PROFILES, StudyResult, profile_pipeline, run_stud
 
 # Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
 # its module-scoped fixtures are built once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("test_study")
+pytestmark = pytest.mark.xdist_group("study.test_run")
 
 
 def test_the_full_profile_is_the_study_deep_model():
@@ -123,7 +123,7 @@ def test_n_jobs_gives_the_same_table5(small_study, small_profile, tmp_path, caps
     out, one_job = small_study
     from p53radiomics.io import read_cohort_csv
 
-    # the same cohort (generating it is deterministic whatever n_jobs: tests/test_datasets.py)
+    # the same cohort (generating it is deterministic whatever n_jobs: tests/datasets/test_synthetic.py)
     X, y = read_cohort_csv(out / "cohort" / "cohort.csv", label="p53")
     capsys.readouterr()
     # without Tables 3-4, which Table 5 does not depend on: its models are fitted apart, each
