@@ -1,5 +1,6 @@
 """Settings shared across the package, each defined once: the default phases, the id columns
-tried in a cohort CSV, and the two geometry tolerances. Public through :mod:`p53radiomics.io`;
+tried in a cohort CSV, the two geometry tolerances, and the study's preprocessing and fold count
+(the defaults of N4Resampler, make_paper_pipeline and the full profile). Public through :mod:`p53radiomics.io`;
 here, in a module that imports nothing, so that the CNN sub-package and the synthetic cohort can
 use them without the image libraries."""
 
@@ -8,6 +9,10 @@ __all__ = [
     "GEOMETRY_TOLERANCE",
     "ID_COLUMN_CANDIDATES",
     "SLICE_SPACING_TOLERANCE",
+    "STUDY_CV",
+    "STUDY_MARGIN_MM",
+    "STUDY_N4_ITERATIONS",
+    "STUDY_SPACING",
 ]
 
 #: The three dynamic phases of the study: arterial, portal venous and delayed.
@@ -31,3 +36,12 @@ GEOMETRY_TOLERANCE = 1e-3
 #: slices, as a fraction of the pixel spacing. A missing slice puts the slices after it a whole
 #: spacing off; positions written with two decimals (0.005 mm rounding) stay far below it.
 SLICE_SPACING_TOLERANCE = 0.05
+
+#: The study's preprocessing: voxels resampled to 1 x 1 x 1 mm, N4 fitted over 4 levels of 50
+#: iterations, and (this library's addition) each volume cropped to the ROI plus 30 mm first.
+STUDY_SPACING = (1.0, 1.0, 1.0)
+STUDY_N4_ITERATIONS = (50, 50, 50, 50)
+STUDY_MARGIN_MM = 30.0
+
+#: Folds of the study's stacking and of the LASSO steps' cross-validation.
+STUDY_CV = 5

@@ -23,6 +23,7 @@ from ._fitted_model import (
     pooled_harmonisation,
     use_cache,
 )
+from ._settings import STUDY_CV, STUDY_MARGIN_MM, STUDY_SPACING
 from .deep import SkorchCNNFeaturizer
 from .feature_selection import CorrelationFilter, LassoSelector
 from .fusion import StackingFusion
@@ -70,7 +71,7 @@ def _logistic():
     return LogisticRegression(max_iter=1000)
 
 
-def make_clinical_branch(clinical_columns, *, cv=5, random_state=None):
+def make_clinical_branch(clinical_columns, *, cv=STUDY_CV, random_state=None):
     """The clinical model: encoding, LASSO selection and logistic regression.
 
     Parameters
@@ -123,7 +124,7 @@ def make_radiomics_branch(
     params=None,
     cache_dir=None,
     n_jobs=None,
-    cv=5,
+    cv=STUDY_CV,
     random_state=None,
     harmonize=False,
     batch_column="scanner",
@@ -209,7 +210,7 @@ def make_deep_branch(
     max_epochs=_DEEP["max_epochs"],
     batch_size=_DEEP["batch_size"],
     device=_DEEP["device"],
-    cv=5,
+    cv=STUDY_CV,
     random_state=None,
     verbose=0,
 ):
@@ -285,9 +286,9 @@ def make_paper_pipeline(
     batch_size=_DEEP["batch_size"],
     device=_DEEP["device"],
     radiomics_params=None,
-    spacing=(1.0, 1.0, 1.0),
-    margin_mm=30.0,
-    cv=5,
+    spacing=STUDY_SPACING,
+    margin_mm=STUDY_MARGIN_MM,
+    cv=STUDY_CV,
     n_jobs=None,
     random_state=None,
     verbose=0,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from .._settings import STUDY_MARGIN_MM, STUDY_N4_ITERATIONS, STUDY_SPACING
 from ..cache import CaseCache
 from ..exceptions import CohortError
 from ..io import (
@@ -244,13 +245,13 @@ class N4Resampler(CohortStep):
         self,
         phases=DEFAULT_PHASES,
         *,
-        spacing=(1.0, 1.0, 1.0),
+        spacing=STUDY_SPACING,
         shrink_factor=4,
-        n_iterations=(50, 50, 50, 50),
+        n_iterations=STUDY_N4_ITERATIONS,
         bias_correction=True,
         normalization="zscore",
         percentiles=(1.0, 99.0),
-        margin_mm=30.0,
+        margin_mm=STUDY_MARGIN_MM,
         interpolation="linear",
         label=None,
         cache_dir=None,

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._settings import STUDY_CV, STUDY_N4_ITERATIONS, STUDY_SPACING
 from ..io import DEFAULT_PHASES
 from ..pipeline import DEEP_BRANCH_DEFAULTS
 
@@ -61,10 +62,11 @@ class Profile:
     max_epochs: int = DEEP_BRANCH_DEFAULTS["max_epochs"]
     batch_size: int = DEEP_BRANCH_DEFAULTS["batch_size"]
     n_components: int = DEEP_BRANCH_DEFAULTS["n_components"]
-    spacing: tuple = (1.0, 1.0, 1.0)
-    n_iterations: tuple = (50, 50, 50, 50)
+    # the preprocessing and the folds default to the study's, defined once in p53radiomics._settings
+    spacing: tuple = STUDY_SPACING
+    n_iterations: tuple = STUDY_N4_ITERATIONS
     radiomics: str = "study"
-    cv: int = 5
+    cv: int = STUDY_CV
     n_gradcam: int = 4
     notes: tuple = field(default=())
 
