@@ -146,3 +146,53 @@ def write_dicom_series():
             writer.Execute(slice_)
 
     return write
+
+
+# The tiny settings of the study's whole pipeline, defined once for the tests that fit it: a
+# reduced radiomics set and tiny CNN settings keep a fit to seconds on a CPU.
+_TINY_RADIOMICS = {
+    "imageType": {"Original": {}},
+    "featureClass": {
+        "firstorder": ["Mean", "Median", "Skewness", "Kurtosis", "Entropy", "Uniformity"],
+        "glcm": ["Contrast", "Correlation"],
+    },
+    "setting": {"binCount": 16, "label": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_radiomics_params():
+    """A PyRadiomics parameter dict of eight first-order and texture features (a fresh copy)."""
+    import copy
+
+    return copy.deepcopy(_TINY_RADIOMICS)
+
+
+@pytest.fixture(scope="session")
+def tiny_paper_pipeline(tiny_radiomics_params):
+    """``make(clinical_columns, cache_dir, **settings)``: :func:`make_paper_pipeline` with tiny
+    settings (ResNet18 MC on 32-pixel crops for one epoch, 2-mm voxels, 2 folds, N4 with 2 levels
+    of 10 iterations); `settings` override them."""
+    from p53radiomics import make_paper_pipeline
+
+    def make(clinical_columns, cache_dir, **settings):
+        tiny = dict(
+            backbone="resnet18",
+            mode="mc",
+            cache_dir=str(cache_dir),
+            crop_size=32,
+            max_epochs=1,
+            batch_size=16,
+            n_components=2,
+            radiomics_params=tiny_radiomics_params,
+            spacing=(2.0, 2.0, 2.0),
+            margin_mm=10.0,
+            cv=2,
+            random_state=0,
+            device="cpu",
+        )
+        model = make_paper_pipeline(clinical_columns, **{**tiny, **settings})
+        # N4 converges on these small volumes in a few iterations
+        return model.set_params(preprocess__n_iterations=(10, 10))
+
+    return make

@@ -20,40 +20,14 @@ from p53radiomics.pipeline import branch_scores, fitted_clinical_columns, make_r
 # its module-scoped fixtures are built once rather than once per worker.
 pytestmark = pytest.mark.xdist_group("test_pipeline")
 
-# A reduced radiomics set and tiny CNN settings keep these tests to seconds per fit.
-TINY_RADIOMICS = {
-    "imageType": {"Original": {}},
-    "featureClass": {
-        "firstorder": ["Mean", "Median", "Skewness", "Kurtosis", "Entropy", "Uniformity"],
-        "glcm": ["Contrast", "Correlation"],
-    },
-    "setting": {"binCount": 16, "label": 1},
-}
 CLINICAL = ["ltd", "rim_aphe", "age", "gender", "washout"]
 
 
-def tiny_pipeline(cache_dir, **kwargs):
-    settings = dict(
-        backbone="resnet18",
-        mode="mc",
-        cache_dir=str(cache_dir),
-        crop_size=32,
-        max_epochs=1,
-        batch_size=16,
-        n_components=2,
-        radiomics_params=TINY_RADIOMICS,
-        spacing=(2.0, 2.0, 2.0),
-        margin_mm=10.0,
-        cv=2,
-        random_state=0,
-        device="cpu",
-    )
-    settings.update(kwargs)
-    model = make_paper_pipeline(CLINICAL, **settings)
-    model.set_params(
-        preprocess__n_iterations=(10, 10)
-    )  # N4 converges on these volumes in a few iterations
-    return model
+@pytest.fixture(scope="module")
+def tiny_pipeline(tiny_paper_pipeline):
+    """``tiny_pipeline(cache_dir, **settings)``: the study's pipeline with tiny settings on
+    :data:`CLINICAL` (tests/conftest.py)."""
+    return lambda cache_dir, **settings: tiny_paper_pipeline(CLINICAL, cache_dir, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +40,7 @@ def cohort(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(cohort, tmp_path_factory):
+def fitted(cohort, tiny_pipeline, tmp_path_factory):
     X, y = cohort
     model = tiny_pipeline(tmp_path_factory.mktemp("cache"))
     return model.fit(X, y)
@@ -116,7 +90,9 @@ def test_harmonize_adds_a_combat_step_to_the_radiomics_branch():
     assert plain.named_steps["extract"].passthrough == ()
 
 
-def test_harmonised_radiomics_branch_fits_on_the_training_rows_only(tmp_path):
+def test_harmonised_radiomics_branch_fits_on_the_training_rows_only(
+    tmp_path, tiny_pipeline, tiny_radiomics_params
+):
     from p53radiomics.datasets import make_synthetic_cohort
 
     X, y = make_synthetic_cohort(
@@ -125,7 +101,7 @@ def test_harmonised_radiomics_branch_fits_on_the_training_rows_only(tmp_path):
     preprocess = tiny_pipeline(tmp_path / "cache").named_steps["preprocess"]
     Xp = preprocess.transform(X)
     branch = make_radiomics_branch(
-        params=TINY_RADIOMICS, cache_dir=str(tmp_path / "cache"), cv=2, random_state=0,
+        params=tiny_radiomics_params, cache_dir=str(tmp_path / "cache"), cv=2, random_state=0,
         harmonize=True,
     )  # fmt: skip
     held_out = X.groupby("scanner").head(2).index  # each scanner keeps >= 2 training patients
@@ -150,7 +126,7 @@ def test_harmonised_radiomics_branch_fits_on_the_training_rows_only(tmp_path):
     off.fit(Xp.loc[train], y.loc[train])
     assert off.named_steps["scale"].n_features_in_ == n_features
     plain = make_radiomics_branch(
-        params=TINY_RADIOMICS, cache_dir=str(tmp_path / "cache"), cv=2, random_state=0
+        params=tiny_radiomics_params, cache_dir=str(tmp_path / "cache"), cv=2, random_state=0
     ).fit(Xp.loc[train], y.loc[train])
     np.testing.assert_allclose(off.predict_proba(Xp), plain.predict_proba(Xp))
 
@@ -217,7 +193,9 @@ def _count(records, step):
     return computed, read
 
 
-def test_grid_search_preprocesses_and_extracts_each_case_once(cohort, tmp_path, caplog):
+def test_grid_search_preprocesses_and_extracts_each_case_once(
+    cohort, tiny_pipeline, tmp_path, caplog
+):
     # What is counted is the image steps' work, so the CNN branch is dropped and the grid is over
     # a cheap setting downstream of the extraction: every fit and score asks again for every case.
     X, y = cohort
