@@ -45,7 +45,7 @@ if [[ "${1:-}" == "--fetch-wheels" ]]; then
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$WHEELS" \
         SimpleITK==2.5.7 PyWavelets==1.9.0 skorch==1.4.0 pykwalify==1.8.0 ruamel.yaml==0.19.1 \
-        nibabel==5.4.2 &&
+        nibabel==5.4.2 skops==0.16.0 safetensors==0.8.0 prettytable==3.18.0 wcwidth==0.9.4 &&
         "$PY312" -m pip wheel --no-deps -w "$WHEELS" docopt==0.6.2 pyradiomics-bhklab==3.1.4 ||
         exit 1
     ls -l "$WHEELS"
