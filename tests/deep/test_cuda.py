@@ -102,6 +102,20 @@ def test_pickle_on_cuda_machine_stays_on_cuda(fitted_cuda, toy):
     np.testing.assert_allclose(loaded.predict_proba(X), fitted_cuda.predict_proba(X), atol=1e-6)
 
 
+def _in_a_cpu_only_process(script):
+    """Run `script` in a fresh Python process that sees no GPU; it must exit cleanly."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_fitted_on_cuda_loads_and_predicts_the_same_on_cpu_only(fitted_cuda, toy, tmp_path):
     X = toy[0]
     joblib.dump(fitted_cuda, tmp_path / "cnn.joblib")
@@ -123,16 +137,7 @@ def test_fitted_on_cuda_loads_and_predicts_the_same_on_cpu_only(fitted_cuda, toy
         np.save({str(tmp_path / "cam.npy")!r}, cnn.grad_cam(X[:4]))
         """
     )
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        timeout=300,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-    )
-    assert done.returncode == 0, done.stderr
+    _in_a_cpu_only_process(script)
     # CUDA inference runs in float32 without TF32, so CPU and GPU agree to float32 rounding.
     np.testing.assert_allclose(
         np.load(tmp_path / "proba.npy"), fitted_cuda.predict_proba(X), atol=1e-4
@@ -168,16 +173,7 @@ def test_a_p53_file_saved_on_cuda_loads_and_predicts_the_same_on_cpu_only(
         np.save({str(tmp_path / "features.npy")!r}, cnn.transform(X))
         """
     )
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        timeout=300,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-    )
-    assert done.returncode == 0, done.stderr
+    _in_a_cpu_only_process(script)
     # the same tolerances as the joblib round trip above: float32 rounding between devices
     np.testing.assert_allclose(
         np.load(tmp_path / "proba.npy"), fitted_cuda.predict_proba(X), atol=1e-4
