@@ -2,7 +2,9 @@
 
 The generative model, per patient:
 
-1. P53 status ``y`` ~ Bernoulli(183/320), the study's prevalence (128 + 55 mutated of 320).
+1. P53 status ``y``: ``round(n * prevalence)`` mutated patients (the study's prevalence 183/320: 128 + 55
+   mutated of 320) in random order, so that a cohort of any size keeps the study's class balance
+   (a smaller demo cohort is the study's in miniature, not a Bernoulli draw that may stray from it).
 2. LTD and rim-APHE depend on ``y`` directly, with the class-wise figures of Table 1 (the two cohorts
    pooled): LTD 36.1 ± 17.1 mm without and 48.1 ± 23.0 mm with the mutation (truncated to the study's
    10–100 mm inclusion range); rim-APHE in 9.5% and 33.3%. They are the only variables that carry
@@ -70,7 +72,7 @@ def draw_clinical(n_patients, rng, prevalence=STUDY_PREVALENCE):
     rng : numpy.random.Generator
         Source of randomness.
     prevalence : float, default=183/320
-        Probability that a patient is P53-mutated.
+        Share of P53-mutated patients: ``round(n_patients * prevalence)`` of them, in random order.
 
     Returns
     -------
@@ -80,7 +82,8 @@ def draw_clinical(n_patients, rng, prevalence=STUDY_PREVALENCE):
     y : numpy.ndarray of int
         1 = P53-mutated.
     """
-    y = (rng.random(n_patients) < prevalence).astype(int)
+    y = np.zeros(n_patients, dtype=int)
+    y[rng.permutation(n_patients)[: round(n_patients * prevalence)]] = 1
     pick = lambda pair: np.where(y == 1, pair[1], pair[0])  # noqa: E731
 
     age_mean, age_sd = pick((_AGE[0][0], _AGE[1][0])), pick((_AGE[0][1], _AGE[1][1]))

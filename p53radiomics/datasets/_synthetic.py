@@ -76,6 +76,11 @@ _SPLEEN = (1.35, 1.45, 1.3)
 _AORTA = (3.0, 1.8, 1.4)
 _PORTAL = (0.9, 2.1, 1.5)
 _TEXTURE_PHASE_GAIN = (1.0, 0.8, 0.7)
+# The tumour texture's class signal, (mean, SD) without and with the mutation: its amplitude
+# (relative to the tumour's level) and correlation length (mm). Half an SD apart or less (the
+# study's radiomics model found no signal that held in validation), below the scanners' effects.
+_TEXTURE_AMPLITUDE = ((0.12, 0.04), (0.14, 0.04))
+_TEXTURE_CORRELATION_MM = ((2.5, 0.6), (2.75, 0.6))
 
 
 def _grid(shape, spacing, shift):
@@ -224,8 +229,8 @@ def _render_patient(patient, scanner, voxel_scale, seed, repeat_seed, fov):
 
     # Texture: Gaussian random fields, unit variance, correlation length in mm.
     mutated = patient[LABEL_COLUMN] == 1
-    amplitude = max(0.02, rng.normal(0.16 if mutated else 0.12, 0.04))
-    corr_mm = max(1.0, rng.normal(3.0 if mutated else 2.5, 0.6))
+    amplitude = max(0.02, rng.normal(*_TEXTURE_AMPLITUDE[mutated]))
+    corr_mm = max(1.0, rng.normal(*_TEXTURE_CORRELATION_MM[mutated]))
 
     def field(corr):
         white = rng.standard_normal(shape).astype(np.float32)
@@ -276,6 +281,21 @@ def _make_patient(directory, pid, patient, scanner, voxel_scale, seed, repeat_se
         _write(array, spacing, origin, directory / relative)
         cells[column] = relative
     return cells
+
+
+def _balanced_scanners(y, n_scanners, rng):
+    """Each patient's scanner (an index): within each class, the scanners take turns.
+
+    In each class, the patients are dealt out to the scanners in turn, from a random first
+    scanner, in random order: each scanner then holds ``m // n_scanners`` or one more of a class
+    of ``m`` patients, so the scanner mix and each scanner's class balance are those of the
+    whole cohort, whatever its size (no scanner predicts the label by chance).
+    """
+    index = np.empty(y.size, dtype=int)
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(y == label))
+        index[members] = (rng.integers(n_scanners) + np.arange(members.size)) % n_scanners
+    return index
 
 
 def _repeated_patients(n_repeated, n_patients, rng):
@@ -330,8 +350,9 @@ def make_synthetic_cohort(
         first `n_scanners`. ``None``: all seven, or, with `scanners`, as many as it holds (an
         integer other than its length is refused: pass one or the other).
     scanners : sequence of Scanner or str, default=None
-        The scanners to draw the patients' series from, each patient's drawn uniformly among
-        them: :class:`Scanner` objects or names of :data:`SCANNERS` and
+        The scanners to draw the patients' series from, the patients of each class dealt out to
+        them in turn (every scanner holds the same share of each class, to one patient):
+        :class:`Scanner` objects or names of :data:`SCANNERS` and
         :data:`EXTERNAL_SCANNERS`, which may be absent from the development cohort's scanners (a
         synthetic external site: ``scanners=EXTERNAL_SCANNERS``). ``None``: the first
         `n_scanners` of :data:`SCANNERS`; ``SCANNERS[:k]`` gives the files of
@@ -348,7 +369,8 @@ def make_synthetic_cohort(
         Multiplies every scanner's voxel spacing: 2.0 gives volumes with 8 times fewer voxels, for
         test cohorts generated in seconds. The field of view and tumour sizes stay the same.
     prevalence : float, default=183/320
-        Fraction of P53-mutated patients in expectation.
+        Share of P53-mutated patients: exactly ``round(n_patients * prevalence)`` of them, so any
+        `n_patients` keeps the study's class balance.
     n_repeated : int or None, default=None
         Patients, drawn at random, who get repeated ROIs: a second reader's and a second session's
         mask of every phase (mask sets ``"reader2"`` and ``"session2"``, see Notes). ``None``: the
@@ -423,7 +445,7 @@ def make_synthetic_cohort(
     clinical_seed, scanner_seed, image_seed, repeat_seed = seeds.spawn(4)
     clinical, y = draw_clinical(n_patients, np.random.default_rng(clinical_seed), prevalence)
     n_used = len(chosen_scanners)
-    scanner_index = np.random.default_rng(scanner_seed).integers(0, n_used, n_patients)
+    scanner_index = _balanced_scanners(y, n_used, np.random.default_rng(scanner_seed))
     ids = [f"P{i + 1:04d}" for i in range(n_patients)]
     clinical.insert(
         len(clinical.columns), "scanner", [chosen_scanners[s].name for s in scanner_index]

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import statsmodels.api as sm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p53radiomics.datasets import SCANNERS, make_synthetic_cohort
 from p53radiomics.datasets._clinical import draw_clinical
@@ -48,6 +50,27 @@ def test_same_seed_gives_byte_identical_files_whatever_n_jobs(tmp_path):
         tmp_path / "c" / "images" / "P0001_ap.nii.gz",
         shallow=False,
     )
+
+
+@pytest.mark.parametrize("n_patients, n_scanners", [(12, 7), (40, 7), (96, 3), (320, 7)])
+def test_a_smaller_cohort_keeps_the_class_balance_and_the_scanner_mix(
+    tmp_path, n_patients, n_scanners
+):
+    """``demo --n-patients N`` draws the study's cohort in miniature: the study's share of
+    mutated patients, and each scanner holding an equal share of each class (to one patient)."""
+    X, y = make_synthetic_cohort(tmp_path, n_patients=n_patients, random_state=3,
+                                 voxel_scale=6.0, n_scanners=n_scanners, n_repeated=0)  # fmt: skip
+    assert y.sum() == round(n_patients * 183 / 320)
+    names = [s.name for s in SCANNERS[:n_scanners]]
+    counts = pd.crosstab(X["scanner"], y).reindex(index=names, columns=[0, 1], fill_value=0)
+    assert (counts.max() - counts.min() <= 1).all(), counts
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 400), prevalence=st.floats(0.05, 0.95), seed=st.integers(0, 2**16))
+def test_the_number_of_mutated_patients_is_the_prevalence_rounded(n, prevalence, seed):
+    _, y = draw_clinical(n, np.random.default_rng(seed), prevalence)
+    assert y.sum() == round(n * prevalence) and set(np.unique(y)) <= {0, 1}
 
 
 def test_clinical_variables_follow_table_1_by_class():
