@@ -21,7 +21,7 @@ from ._geometry import (
 )
 from ._phases import phase_columns
 from ._rtstruct import read_rtstruct
-from ._seg import read_seg
+from ._seg import frame_of_reference_uid, read_seg, with_frame_of_reference
 from ._selectors import SERIES_KEYS, parse_cell
 from ._voxels import nifti_non_finite
 
@@ -196,7 +196,7 @@ def read_image(cell, *, patient_id=None, column=None):
             # the slices are checked to lie within this fraction of the spacing of an even grid:
             # ITK need not warn of smaller deviations (its default warns from 1e-4)
             reader.SetSpacingWarningRelThreshold(SLICE_SPACING_TOLERANCE)
-            image = reader.Execute()
+            image = with_frame_of_reference(reader.Execute(), reader.GetFileNames()[0])
         else:
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -327,7 +327,8 @@ def read_mask(
         grid; for an RTSTRUCT, no `reference`, an unknown ROI (the ROI names are listed), a POINT
         ROI or open contours, or contours off the image's slice planes or field of view; a
         selector that does not fit the cell (``#roi=`` on a SEG...), or `segment`/`roi` given
-        both as a parameter and in the cell.
+        both as a parameter and in the cell; a SEG or RTSTRUCT whose FrameOfReferenceUID is not
+        `reference`'s (when both have one: a DICOM series read by :func:`read_image` has its own).
 
     Notes
     -----
@@ -360,8 +361,7 @@ def read_mask(
     >>> int(sitk.GetArrayFromImage(read_mask(mask)).sum())
     1
     """
-    grid = None if reference is None else geometry(reference)
-    image = mask_on_grid(cell, grid, patient_id, column, segment=segment, roi=roi)
+    image = mask_on_grid(cell, reference, patient_id, column, segment=segment, roi=roi)
     if label is not None:
         image = _pick_label(image, label, patient_id, column)
     mask_array_check(sitk.GetArrayViewFromImage(image), patient_id, column)
@@ -371,7 +371,9 @@ def read_mask(
 def mask_on_grid(cell, grid, patient_id, column, *, segment=None, roi=None):
     """A mask cell read as a label image, unchecked: a SEG or RTSTRUCT on the
     :class:`GeometryInfo` `grid` (may be ``None`` for a SEG), any other as :func:`read_image` reads it.
+    `grid` may be an image: a SEG or RTSTRUCT must then share its FrameOfReferenceUID, if it has one.
     """
+    uid = frame_of_reference_uid(grid)  # of an image; None for a GeometryInfo
     if isinstance(grid, sitk.Image):
         grid = geometry(grid)
     if isinstance(cell, sitk.Image):
@@ -407,7 +409,7 @@ def mask_on_grid(cell, grid, patient_id, column, *, segment=None, roi=None):
         )
     chosen = given if given is not None else (None if selector is None else selector[1])
     read = read_seg if kind == "SEG" else read_rtstruct
-    return read(path, chosen, grid, patient_id, column)
+    return read(path, chosen, grid, patient_id, column, frame_of_reference=uid)
 
 
 def geometry_of_cell(cell, patient_id, column):

@@ -19,16 +19,19 @@ import SimpleITK as sitk
 from .._settings import SLICE_SPACING_TOLERANCE
 from ..exceptions import CohortError
 from ._geometry import fmt
+from ._seg import check_frame_of_reference
 
 __all__ = ["even_odd_inside", "read_rtstruct"]
 
 
-def read_rtstruct(path, roi, grid, patient_id, column):
+def read_rtstruct(path, roi, grid, patient_id, column, *, frame_of_reference=None):
     """ROI `roi` (an ROIName; ``None`` where the file holds one ROI) of the RTSTRUCT `path`,
     rasterised onto `grid` (a :class:`GeometryInfo`) as a ``sitkUInt8`` 0/1 mask.
 
     Refuses, naming `patient_id` and `column`: no `grid` (contours have no voxels of their own), an
-    unreadable file, a missing ROI (the ROI names are listed), a POINT ROI or open contours (no
+    unreadable file, a missing ROI (the ROI names are listed), an ROI on another frame of
+    reference than the image's FrameOfReferenceUID `frame_of_reference` (when both are known:
+    :func:`~._seg.check_frame_of_reference`), a POINT ROI or open contours (no
     region), and contours off the image: not on one of its slice planes (within
     :data:`SLICE_SPACING_TOLERANCE` of the slice spacing) or outside its field of view.
     """
@@ -44,6 +47,11 @@ def read_rtstruct(path, roi, grid, patient_id, column):
     try:
         ds = pydicom.dcmread(str(path), force=True)
         names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+        frames = {
+            int(r.ROINumber): r.get("ReferencedFrameOfReferenceUID")
+            for r in ds.StructureSetROISequence
+        }
+        listed = [f.FrameOfReferenceUID for f in ds.get("ReferencedFrameOfReferenceSequence", [])]
         contours_of = {
             int(c.ReferencedROINumber): list(getattr(c, "ContourSequence", []))
             for c in getattr(ds, "ROIContourSequence", [])
@@ -52,6 +60,10 @@ def read_rtstruct(path, roi, grid, patient_id, column):
         raise CohortError(f"cannot read RTSTRUCT {str(path)!r}: {exc}", **where) from exc
     number = _roi_number(names, roi, path, where)
     name = names[number]
+    # the ROI's own frame of reference; else the file's, where it lists one
+    uid = frames[number] or (listed[0] if len(listed) == 1 else None)
+    what = f"ROI {name!r} of RTSTRUCT {str(path)!r}"
+    check_frame_of_reference(uid, frame_of_reference, what, where)
     contours = contours_of.get(number, [])
     if not contours:
         raise CohortError(f"ROI {name!r} of RTSTRUCT {str(path)!r} has no contours", **where)

@@ -13,21 +13,73 @@ from .._settings import GEOMETRY_TOLERANCE
 from ..exceptions import CohortError
 from ._geometry import GeometryInfo, fmt
 
-__all__ = ["SEG_FRACTION_THRESHOLD", "read_seg", "place_on_grid"]
+__all__ = [
+    "FRAME_OF_REFERENCE_TAG",
+    "SEG_FRACTION_THRESHOLD",
+    "check_frame_of_reference",
+    "frame_of_reference_uid",
+    "place_on_grid",
+    "read_seg",
+    "with_frame_of_reference",
+]
 
 #: A voxel of a FRACTIONAL segment is inside the mask where its fraction (the stored value over
 #: MaximumFractionalValue, 0 to 1) is at least this: the voxel is more inside than outside.
 SEG_FRACTION_THRESHOLD = 0.5
 
+#: SimpleITK's metadata key of the DICOM FrameOfReferenceUID (0020,0052): where an image read
+#: from DICOM carries the frame of reference its masks must share.
+FRAME_OF_REFERENCE_TAG = "0020|0052"
 
-def read_seg(path, segment, grid, patient_id, column):
+
+def frame_of_reference_uid(image):
+    """The FrameOfReferenceUID in `image`'s metadata (:data:`FRAME_OF_REFERENCE_TAG`), or None
+    (also for anything but a :class:`SimpleITK.Image`, e.g. a :class:`GeometryInfo`)."""
+    if not isinstance(image, sitk.Image) or not image.HasMetaDataKey(FRAME_OF_REFERENCE_TAG):
+        return None
+    return image.GetMetaData(FRAME_OF_REFERENCE_TAG).strip().rstrip("\x00").strip() or None
+
+
+def with_frame_of_reference(image, dicom_file):
+    """`image`, read from the DICOM series of `dicom_file`, given that file's FrameOfReferenceUID
+    in its metadata (SimpleITK's series reader keeps none), so its masks can be checked against it.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(dicom_file))
+    reader.ReadImageInformation()
+    if reader.HasMetaDataKey(FRAME_OF_REFERENCE_TAG):
+        image.SetMetaData(FRAME_OF_REFERENCE_TAG, reader.GetMetaData(FRAME_OF_REFERENCE_TAG))
+    return image
+
+
+def check_frame_of_reference(uid, image_uid, what, where):
+    """Refuse `what` (a DICOM SEG or RTSTRUCT) whose FrameOfReferenceUID `uid` is not its image's.
+
+    Either UID missing (a NIfTI image, an image made in memory, an object without one): nothing
+    to compare, so nothing refused. Different UIDs mean the mask was drawn on another patient
+    space (another examination, or another patient): its positions would place it on the wrong
+    anatomy, so it is refused rather than placed.
+    """
+    uid = None if uid is None else str(uid).strip()
+    if uid and image_uid and uid != image_uid:
+        raise CohortError(
+            f"{what} is drawn on the frame of reference {uid}, its image on {image_uid} "
+            "(FrameOfReferenceUID): it belongs to another scan's patient space and would be "
+            "placed on the wrong anatomy",
+            **where,
+        )
+
+
+def read_seg(path, segment, grid, patient_id, column, *, frame_of_reference=None):
     """One segment of the DICOM SEG file `path` as a ``sitkUInt8`` 0/1 mask.
 
     `segment` is ``None`` (the SEG must hold one segment), a SegmentNumber (an int, or a text of
     digits) or a SegmentLabel. `grid` is the :class:`GeometryInfo` of the image the mask is for, or
-    ``None``: the mask then keeps the grid its frames span. Refuses, naming `patient_id` and
-    `column`, an unreadable SEG, an unknown segment (the segments are listed), frames that are not
-    one volume, and frames that do not lie on `grid`'s voxels.
+    ``None``: the mask then keeps the grid its frames span. `frame_of_reference` is the image's
+    FrameOfReferenceUID, if known (:func:`frame_of_reference_uid`). Refuses, naming `patient_id`
+    and `column`, an unreadable SEG, a SEG on another frame of reference than the image's
+    (:func:`check_frame_of_reference`), an unknown segment (the segments are listed), frames that
+    are not one volume, and frames that do not lie on `grid`'s voxels.
     """
     import highdicom
 
@@ -36,6 +88,8 @@ def read_seg(path, segment, grid, patient_id, column):
         seg = highdicom.seg.segread(str(path))
     except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many kinds
         raise CohortError(f"cannot read DICOM SEG {str(path)!r}: {exc}", **where) from exc
+    uid = seg.get("FrameOfReferenceUID")
+    check_frame_of_reference(uid, frame_of_reference, f"DICOM SEG {str(path)!r}", where)
     number = _segment_number(seg, segment, path, where)
     what = f"the frames of DICOM SEG {str(path)!r} (segment {number})"
     if grid is not None:
