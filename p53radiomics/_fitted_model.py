@@ -14,6 +14,7 @@ import pandas as pd
 
 __all__ = [
     "MODEL_NAMES",
+    "adapt_harmonisation",
     "branch_scores",
     "decision_thresholds",
     "fit_thresholds",
@@ -215,6 +216,87 @@ def pooled_harmonisation(model, X):
         alone, "a single training patient on this scanner", "scanner not in the training data"
     )
     return pd.DataFrame({harmonizer.batch_column: scanner, "reason": reason})[pooled]
+
+
+def adapt_harmonisation(model, X_new):
+    """A copy of a fitted combined model whose ComBat step has learnt the new scanners of `X_new`.
+
+    The model's own ``preprocess`` step and its radiomics branch's steps before ``harmonize``
+    compute the features of `X_new`'s patients; those on a scanner without estimates of its own
+    (unseen in training, or with a single training patient) are given to
+    :func:`~p53radiomics.harmonization.adapt_to_new_batches`, which learns each such scanner's
+    effect from its patients' features, relative to the training reference. No label is taken;
+    the patients on training scanners are not used. Every other fitted part is shared with
+    `model`, which is unchanged.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A fitted :func:`make_paper_pipeline` model built with ``harmonize=True``.
+    X_new : pandas.DataFrame
+        Cohort table of the new site (images, masks and the harmoniser's batch column), at least
+        two patients per new scanner (the user guide says how many are enough).
+
+    Returns
+    -------
+    model : Pipeline
+        The copy, whose harmoniser's `adapted_batches_` are `X_new`'s new scanners.
+
+    Raises
+    ------
+    ValueError
+        If the model has no harmonisation step, if every scanner of `X_new` has estimates
+        already, or (a :class:`~p53radiomics.CohortError` naming the patient and the column) if
+        a new scanner has a single patient in `X_new` or a feature value is missing.
+
+    See Also
+    --------
+    pooled_harmonisation : The patients the model harmonises with pooled estimates.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
+    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
+    >>> from p53radiomics.pipeline import adapt_harmonisation
+    >>> adapt_harmonisation(model, X)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the model's radiomics branch has no harmonisation step to adapt...
+    """
+    from .harmonization import adapt_to_new_batches
+
+    old = fitted_branch(model, "radiomics")
+    names = [name for name, _ in getattr(old, "steps", [])]
+    harmonizer = dict(old.steps)["harmonize"] if "harmonize" in names else None
+    if harmonizer is None or isinstance(harmonizer, str):  # a dropped branch or step
+        raise ValueError(
+            "the model's radiomics branch has no harmonisation step to adapt: build the model "
+            "with make_paper_pipeline(..., harmonize=True)"
+        )
+    features = model.named_steps["preprocess"].transform(X_new)
+    for _, step in old.steps[: names.index("harmonize")]:
+        features = step.transform(features)
+    scanner = features[harmonizer.batch_column]
+    new = ~scanner.isin(harmonizer.batches_)
+    if not new.any():
+        raise ValueError(
+            f"every scanner of X_new ({sorted(map(str, scanner.unique()))}, column "
+            f"{harmonizer.batch_column!r}) has estimates in the model already: nothing to adapt"
+        )
+    radiomics = copy.copy(old)
+    adapted = adapt_to_new_batches(harmonizer, features[new])
+    radiomics.steps = [(n, adapted if n == "harmonize" else s) for n, s in old.steps]
+    fusion = copy.copy(model.named_steps["fusion"])
+    fusion.estimators_ = [radiomics if est is old else est for est in fusion.estimators_]
+    fusion.named_estimators_ = type(fusion.named_estimators_)(
+        **{**fusion.named_estimators_, "radiomics": radiomics}
+    )
+    return _with_steps(model, model.named_steps["preprocess"], fusion)
 
 
 def use_cache(model, cache_dir):

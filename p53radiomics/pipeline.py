@@ -15,6 +15,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ._fitted_model import (
     MODEL_NAMES,
+    adapt_harmonisation,
     branch_scores,
     decision_thresholds,
     fit_thresholds,
@@ -35,6 +36,7 @@ from .radiomics import RadiomicsExtractor
 __all__ = [
     "DEEP_BRANCH_DEFAULTS",
     "MODEL_NAMES",
+    "adapt_harmonisation",
     "branch_scores",
     "decision_thresholds",
     "fit_thresholds",

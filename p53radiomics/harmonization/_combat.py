@@ -6,6 +6,7 @@ umap-learn; neuroCombat (against which the tests check this one) only fits and c
 data, so inside a pipeline it would correct each validation fold with estimates learnt on it.
 """
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -18,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..exceptions import CohortError, UnseenBatchWarning
 from ..utils._sklearn import Interval, _check_feature_names_in, _fit_context
 
-__all__ = ["ComBatHarmonizer"]
+__all__ = ["ComBatHarmonizer", "adapt_to_new_batches"]
 
 
 class ComBatHarmonizer(TransformerMixin, BaseEstimator):
@@ -59,9 +60,10 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     batches_ : ndarray of shape (n_batches,)
-        Batch values seen in ``fit``, sorted where they can be.
+        Batch values seen in ``fit``, sorted where they can be, then those added by
+        :func:`adapt_to_new_batches`.
     batch_counts_ : ndarray of shape (n_batches,)
-        Training samples per batch.
+        Samples each batch's estimates were learnt from.
     grand_mean_ : ndarray of shape (n_features,)
         Mean of each feature over the training samples.
     var_pooled_ : ndarray of shape (n_features,)
@@ -69,11 +71,14 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
     gamma_star_, delta_star_ : ndarray of shape (n_batches, n_features)
         Empirical-Bayes location and scale of each batch, in standardised units.
     gamma_pooled_, delta_pooled_ : ndarray of shape (n_features,)
-        Their averages over the batches weighted by `batch_counts_`: the estimates applied to a
-        batch unseen in ``fit`` or in `pooled_batches_`.
+        Their averages over the training batches weighted by their counts: the estimates applied
+        to a batch unseen in ``fit`` (and not adapted to) or in `pooled_batches_`.
     pooled_batches_ : ndarray of shape (n_pooled_batches,)
         Batch values with a single sample in the training data: left out of the estimates and
         harmonised with the pooled ones (empty when every batch had two samples or more).
+    adapted_batches_ : ndarray of shape (n_adapted_batches,)
+        Batches unseen in ``fit`` given estimates by :func:`adapt_to_new_batches` (empty after
+        ``fit``).
     n_features_in_ : int
         Columns of `X` seen in ``fit``, the batch column included.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -81,6 +86,7 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
 
     See Also
     --------
+    adapt_to_new_batches : Learns the estimates of batches unseen in ``fit``.
     p53radiomics.pipeline.make_radiomics_branch : Uses it with ``harmonize=True``.
 
     Notes
@@ -172,23 +178,17 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         values, batch, ids, self._batch_index = self._split(X)
         if len(batch) < 2:
             raise ValueError(f"ComBat needs at least 2 samples, got {len(batch)}")
-        levels = pd.unique(batch)
-        try:
-            levels = np.asarray(sorted(levels), dtype=object)
-        except TypeError:  # batch values of mixed types: keep their order of appearance
-            levels = np.asarray(levels, dtype=object)
+        levels = _levels(batch)
         codes = pd.Index(levels).get_indexer(batch)
         counts = np.bincount(codes, minlength=len(levels))
-        # A batch with one training sample has no variance to estimate: it is left out of the
-        # estimates and harmonised with the pooled ones, as an unseen batch is. Inside nested
-        # cross-validation a small scanner often lands alone in a training fold.
+        # A batch with one training sample has no variance to estimate: harmonised with the pooled
+        # estimates, as an unseen batch is (a small scanner often lands alone in a training fold).
         alone = counts < 2
         if alone.all():
-            row = 0
             raise CohortError(
                 "every batch has a single sample in the training data, so ComBat cannot estimate "
                 "any batch's variance: merge similar batches",
-                patient_id=ids[row],
+                patient_id=ids[0],
                 column=self.batch_column,
             )
         self.pooled_batches_ = levels[alone]
@@ -226,6 +226,7 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         self.gamma_star_[:, vary], self.delta_star_[:, vary] = gamma, delta
         self.gamma_pooled_ = counts @ self.gamma_star_ / counts.sum()
         self.delta_pooled_ = counts @ self.delta_star_ / counts.sum()
+        self.adapted_batches_, self._varying = np.asarray([], dtype=object), vary
         return self
 
     def _empirical_bayes(self, z, codes, onehot, counts, levels):
@@ -395,6 +396,103 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True  # the batch column may hold names
         return tags
+
+
+def adapt_to_new_batches(harmonizer, X_new):
+    """A copy of a fitted harmonizer that has also learnt the batches of `X_new`, without labels.
+
+    Each batch of `X_new` (unseen in ``fit``) is standardised with the *training* `grand_mean_` and
+    `var_pooled_`, and its empirical-Bayes location and scale estimated as ``fit`` estimates a
+    training batch's (same priors and iteration, `parametric` and `mean_only` honoured): then
+    ``transform`` maps it onto the training reference, not with the pooled estimates. No labels.
+
+    Parameters
+    ----------
+    harmonizer : ComBatHarmonizer
+        Fitted.
+    X_new : pandas.DataFrame or array-like of shape (n_samples, n_features)
+        The columns seen in ``fit``, batch column included; only batches without estimates (unseen
+        in ``fit``, or in `pooled_batches_`), two samples each at least (the user guide says how
+        many are enough). No NaN.
+
+    Returns
+    -------
+    adapted : ComBatHarmonizer
+        A deep copy whose `batches_`, `batch_counts_`, `gamma_star_`, `delta_star_` and
+        `adapted_batches_` gain the new batches (which leave `pooled_batches_`); the rest unchanged.
+
+    Raises
+    ------
+    CohortError
+        (a :class:`ValueError`) naming the column, a patient and the batch values: a batch with
+        estimates already (re-estimating a training batch on new data is not adapting), a batch
+        with one sample (no variance to estimate: leave it out), a missing or non-finite value.
+
+    Notes
+    -----
+    A harmonizer fitted on `X_new` alone centres it on its *own* grand mean, keeping any shift
+    common to its batches. Adapting assumes each new batch's patients are like the training ones.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from p53radiomics.harmonization import ComBatHarmonizer, adapt_to_new_batches
+    >>> rng = np.random.default_rng(0)
+    >>> def site(scanners, shift=0.0, scale=1.0, n=40):
+    ...     X = pd.DataFrame(rng.normal(size=(n * len(scanners), 3)), columns=["f1", "f2", "f3"])
+    ...     return (X * scale + shift).assign(scanner=np.repeat(scanners, n))
+    >>> combat = ComBatHarmonizer().set_output(transform="pandas").fit(site(["A", "B"]))
+    >>> external = site(["C", "D"], shift=4.0, scale=2.0)  # two scanners unseen in fit
+    >>> adapted = adapt_to_new_batches(combat, external)  # features only, never labels
+    >>> adapted.batches_.tolist(), adapted.adapted_batches_.tolist()
+    (['A', 'B', 'C', 'D'], ['C', 'D'])
+    >>> print(f"largest mean {adapted.transform(external).mean().abs().max():.1f}")
+    largest mean 0.2
+    """
+    if not isinstance(harmonizer, ComBatHarmonizer):
+        raise TypeError(f"harmonizer must be a ComBatHarmonizer, got {type(harmonizer).__name__}")
+    check_is_fitted(harmonizer)
+    values, batch, ids, _ = harmonizer._split(X_new)  # first: a missing batch column is named
+    validate_data(harmonizer, X_new, skip_check_array=True, reset=False)
+    column, levels = harmonizer.batch_column, _levels(batch)
+    codes = pd.Index(levels).get_indexer(batch)
+    counts = np.bincount(codes, minlength=len(levels))
+    seen = pd.Index(harmonizer.batches_).get_indexer(levels) >= 0
+    for bad, why in (
+        (seen, "have estimates already (fitted, or adapted to): adapting learns batches unseen "
+               "in fit and never re-estimates a training batch on new data: leave them out"),
+        (counts < 2, "have a single sample, too few to estimate their variance: leave them out "
+                     "(transform harmonises them with the pooled estimates) or merge them"),
+    ):  # fmt: skip
+        if bad.any():
+            raise CohortError(
+                f"batch values {levels[bad].tolist()} {why}",
+                patient_id=ids[int(np.flatnonzero(bad[codes])[0])],
+                column=column,
+            )
+    vary = getattr(harmonizer, "_varying", None)  # the features with estimates (varied in fit)
+    if vary is None:  # fitted by an earlier version: the others have gamma 0 and delta 1
+        vary = ~((harmonizer.gamma_star_ == 0).all(0) & (harmonizer.delta_star_ == 1).all(0))
+    z = (values[:, vary] - harmonizer.grand_mean_[vary]) / np.sqrt(harmonizer.var_pooled_[vary])
+    onehot = (codes == np.arange(len(levels))[:, None]).astype(np.float64)
+    gamma, delta = np.zeros((len(levels), vary.size)), np.ones((len(levels), vary.size))
+    gamma[:, vary], delta[:, vary] = harmonizer._empirical_bayes(z, codes, onehot, counts, levels)
+    adapted = copy.deepcopy(harmonizer)
+    new = {"batches_": levels, "batch_counts_": counts, "gamma_star_": gamma, "delta_star_": delta}
+    for name, rows in {**new, "adapted_batches_": levels}.items():  # appended after the others
+        setattr(adapted, name, np.concatenate([getattr(adapted, name, levels[:0]), rows]))
+    estimated = pd.Index(harmonizer.pooled_batches_).isin(levels)  # leave the pooled ones
+    adapted.pooled_batches_ = harmonizer.pooled_batches_[~estimated]
+    return adapted
+
+
+def _levels(batch):
+    """The distinct batch values, sorted where they can be (else in their order of appearance)."""
+    levels = pd.unique(batch)
+    try:
+        return np.asarray(sorted(levels), dtype=object)
+    except TypeError:  # batch values of mixed types
+        return np.asarray(levels, dtype=object)
 
 
 def _relative(new, old):

@@ -1,0 +1,225 @@
+"""Benchmark of ComBat on an external site (issue 18): the radiomics branch's validation and
+external AUCs without harmonisation, with ComBat's pooled estimates for the external scanners, and
+with ComBat adapted to them from their own unlabelled features.
+
+A development cohort (:func:`p53radiomics.datasets.make_synthetic_cohort`, 320 patients over the 7
+development scanners, ``random_state``) is split as the study splits it (7:3, stratified); an
+external cohort (96 patients, ``random_state + 1``) is drawn from
+:data:`p53radiomics.datasets.EXTERNAL_SCANNERS`, none of which the development cohort has. With the
+study's quick profile (:data:`p53radiomics.study.PROFILES`: the preprocessing and radiomics
+settings of ``profile_pipeline("quick")``):
+
+1. the radiomics branch (:func:`p53radiomics.pipeline.make_radiomics_branch`) is fitted on the
+   training cohort without and with harmonisation;
+2. the validation (VC) and external (EV) AUCs are printed with their 95% DeLong intervals
+   (:func:`p53radiomics.metrics.roc_auc_ci`) for: no harmonisation; ComBat, the external scanners
+   harmonised with the pooled estimates of the training scanners (what ``transform`` does with a
+   scanner it never saw); ComBat adapted to the external scanners by
+   :func:`p53radiomics.harmonization.adapt_to_new_batches` on the external features (never the
+   labels), relative to the training standardisation; and, for contrast, the pitfall: the branch's
+   ComBat step replaced by one fitted on the external features alone;
+3. the share of external features with a scanner effect (Kruskal-Wallis p < 0.001 across the
+   external scanners): raw, with the pooled estimates (one affine map for every unseen scanner,
+   which leaves a rank test across them as it was), adapted, and fitted on the external site;
+4. how far the external features lie from the training reference, the frame the branch's steps
+   after ComBat were fitted in: per feature, the distance between the external mean and the
+   training patients' mean (both harmonised, or both raw), in training SDs; the median over the
+   features. A ComBat fitted on the external site alone removes the differences between its
+   scanners (item 3) but not the site's offset from the training cohort (this item).
+
+The adapted harmoniser learns from the same external patients it is then evaluated on (their
+features only): a transductive evaluation, as a site adapting a model to its own scanners would do.
+Preprocessing and extraction are cached under the work folder, so each case is computed once.
+
+Run: ``python benchmarks/bench_external.py [--workdir DIR] [--n-patients 320] [--n-external 96]
+[--n-jobs -1]``. Without ``--workdir`` a temporary folder is used and deleted afterwards.
+"""
+
+import argparse
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+
+from p53radiomics import ComBatHarmonizer
+from p53radiomics.datasets import EXTERNAL_SCANNERS, make_synthetic_cohort
+from p53radiomics.exceptions import UnseenBatchWarning
+from p53radiomics.harmonization import adapt_to_new_batches
+from p53radiomics.metrics import delong_test, roc_auc_ci
+from p53radiomics.pipeline import make_radiomics_branch
+from p53radiomics.study import PROFILES, profile_pipeline
+
+PHASES = ("ap", "pvp", "dp")
+
+
+def _scanner_effect_share(features, scanner):
+    """Share (and count) of features whose Kruskal-Wallis p across scanners is below 0.001."""
+    from scipy.stats import kruskal
+
+    features, scanner = np.asarray(features), np.asarray(scanner)
+    with warnings.catch_warnings():  # a feature constant over the cohort has no p-value
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = kruskal(*(features[scanner == s] for s in np.unique(scanner)), axis=0).pvalue
+    significant = p < 1e-3  # NaN (constant feature): no effect
+    return int(significant.sum()), float(significant.mean())
+
+
+def _offset(features, reference):
+    """Median over the features of |mean - reference mean| / reference SD (constant ones left out)."""
+    features, reference = np.asarray(features), np.asarray(reference)
+    sd = reference.std(axis=0)
+    gap = np.abs(features.mean(axis=0) - reference.mean(axis=0))[sd > 0] / sd[sd > 0]
+    return float(np.median(gap))
+
+
+def _with_harmonizer(branch, harmonizer):
+    """The fitted branch with its ``harmonize`` step replaced (the other fitted steps shared)."""
+    return Pipeline([(n, harmonizer if n == "harmonize" else s) for n, s in branch.steps])
+
+
+def run(workdir, n_patients, n_external, n_jobs, random_state, test_size=0.3):
+    start = time.perf_counter()
+
+    def log(message):
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", flush=True)
+
+    X, y = make_synthetic_cohort(
+        workdir / "cohort", n_patients=n_patients, random_state=random_state, n_jobs=n_jobs
+    )
+    X_ev, y_ev = make_synthetic_cohort(
+        workdir / "external",
+        n_patients=n_external,
+        random_state=random_state + 1,
+        scanners=EXTERNAL_SCANNERS,
+        n_jobs=n_jobs,
+    )
+    for name, cohort in (("development", X), ("external", X_ev)):
+        counts = cohort["scanner"].value_counts().sort_index().to_dict()
+        log(f"{name} cohort: {len(cohort)} patients, scanners {counts}")
+    tc, vc = train_test_split(X.index, test_size=test_size, stratify=y, random_state=random_state)
+    y_tc, y_vc, y_ev = y.loc[tc].to_numpy(), y.loc[vc].to_numpy(), y_ev.to_numpy()
+
+    profile = PROFILES["quick"]
+    study = profile_pipeline(
+        profile, ["ltd"], cache_dir=workdir / "cache", n_jobs=n_jobs, random_state=random_state
+    )
+    extract = dict(study.named_steps["fusion"].estimators)["radiomics"].named_steps["extract"]
+    Xp = study.named_steps["preprocess"].transform(X)
+    Xp_ev = study.named_steps["preprocess"].transform(X_ev)
+    log("preprocessed both cohorts (N4, crop, resampling, normalisation; quick profile, cached)")
+
+    branches = {}
+    for harmonize in (False, True):
+        branch = make_radiomics_branch(
+            PHASES,
+            params=extract.params,
+            cache_dir=extract.cache_dir,
+            n_jobs=n_jobs,
+            cv=profile.cv,
+            random_state=random_state,
+            harmonize=harmonize,
+        )
+        t = time.perf_counter()
+        branches[harmonize] = branch.fit(Xp.loc[tc], y_tc)
+        log(f"radiomics branch, harmonize={harmonize}: fitted in {time.perf_counter() - t:.1f} s")
+
+    combat = branches[True]
+    harmonizer = combat.named_steps["harmonize"]
+    ev_features = combat.named_steps["extract"].transform(Xp_ev)  # features + scanner, no labels
+    t = time.perf_counter()
+    adapted = adapt_to_new_batches(harmonizer, ev_features)
+    log(f"adapted to the external scanners {adapted.adapted_batches_.tolist()} in "
+        f"{time.perf_counter() - t:.2f} s")  # fmt: skip
+    fresh = ComBatHarmonizer(harmonizer.batch_column).fit(ev_features)
+    models = {  # the pitfall's harmoniser knows the EV scanners only: no VC score
+        "no harmonisation": (branches[False], branches[False]),
+        "ComBat, pooled estimates for EV": (combat, combat),
+        "ComBat adapted to EV scanners": (_with_harmonizer(combat, adapted),) * 2,
+        "ComBat fitted on EV alone (pitfall)": (None, _with_harmonizer(combat, fresh)),
+    }
+    results = {}
+    for name, (for_vc, for_ev) in models.items():
+        with warnings.catch_warnings():  # the pooled estimates: warned, as expected
+            warnings.simplefilter("ignore", UnseenBatchWarning)
+            results[name] = (
+                None if for_vc is None else for_vc.predict_proba(Xp.loc[vc])[:, 1],
+                for_ev.predict_proba(Xp_ev)[:, 1],
+            )
+
+    raw = ev_features.drop(columns=harmonizer.batch_column)
+    scanner = ev_features[harmonizer.batch_column]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenBatchWarning)
+        pooled = harmonizer.transform(ev_features)
+    tc_features = combat.named_steps["extract"].transform(Xp.loc[tc])  # cached
+    reference = harmonizer.transform(tc_features)  # the training reference frame
+    representations = {
+        "raw": (raw, tc_features.drop(columns=harmonizer.batch_column)),
+        "ComBat, pooled estimates": (pooled, reference),
+        "ComBat adapted": (adapted.transform(ev_features), reference),
+        "ComBat fitted on EV alone": (fresh.transform(ev_features), reference),
+    }
+    shares = {k: _scanner_effect_share(v, scanner) for k, (v, _) in representations.items()}
+    offsets = {k: _offset(v, ref) for k, (v, ref) in representations.items()}
+
+    print()
+    print(f"development cohort: {len(X)} patients, {X['scanner'].nunique()} scanners; split "
+          f"{len(tc)} training / {len(vc)} validation (stratified, random_state={random_state})")  # fmt: skip
+    print(f"external cohort: {len(X_ev)} patients on {X_ev['scanner'].nunique()} scanners unseen "
+          f"in training ({', '.join(sorted(X_ev['scanner'].unique()))}; "
+          f"random_state={random_state + 1})")  # fmt: skip
+    print(f"radiomics features: {raw.shape[1]} ({len(PHASES)} phases, quick profile)")
+    width = max(map(len, results))
+    for name, (score_vc, score_ev) in results.items():
+        b, lo_ev, hi_ev = roc_auc_ci(y_ev, score_ev)
+        if score_vc is None:
+            vc_text = f"{'VC AUC n/a':26s}"
+        else:
+            a, lo, hi = roc_auc_ci(y_vc, score_vc)
+            vc_text = f"VC AUC {a:.3f} ({lo:.3f}-{hi:.3f})"
+        print(f"{name:{width}s}: {vc_text}, EV AUC {b:.3f} ({lo_ev:.3f}-{hi_ev:.3f})")
+    adapted_ev, pooled_ev = (
+        results["ComBat adapted to EV scanners"][1],
+        results["ComBat, pooled estimates for EV"][1],
+    )
+    z, p = delong_test(y_ev, adapted_ev, pooled_ev)
+    print(f"DeLong test on EV, adapted vs pooled estimates: z = {z:.2f}, p = {p:.3f}")
+    z, p = delong_test(y_ev, adapted_ev, results["no harmonisation"][1])
+    print(f"DeLong test on EV, adapted vs no harmonisation: z = {z:.2f}, p = {p:.3f}")
+    for name, (count, share) in shares.items():
+        print(f"EV features with a scanner effect (Kruskal-Wallis p<0.001 across "
+              f"{scanner.nunique()} scanners), {name}: {count} of {raw.shape[1]} "
+              f"({100 * share:.1f}%)")  # fmt: skip
+    for name, offset in offsets.items():
+        print(f"EV offset from the training reference (median over features of |EV mean - "
+              f"training mean| in training SDs), {name}: {offset:.2f}")  # fmt: skip
+    print(
+        f"total {time.perf_counter() - start:.0f} s on {platform.processor() or platform.machine()}"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=None, help="kept; default: a temp folder")
+    parser.add_argument("--n-patients", type=int, default=320)
+    parser.add_argument("--n-external", type=int, default=96)
+    parser.add_argument("--n-jobs", type=int, default=-1)
+    parser.add_argument("--random-state", type=int, default=0)
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_external_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        run(workdir.resolve(), args.n_patients, args.n_external, args.n_jobs, args.random_state)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
