@@ -57,8 +57,10 @@ def main(argv=None):
     try:
         for seed in range(args.seeds):
             t = time.perf_counter()
+            # no repeated ROIs: the reproducibility stage's cost saved, the same images and Table 5
             result = run_study(work / f"seed{seed}", profile=args.profile,
-                               n_patients=args.n_patients, random_state=seed, n_jobs=args.n_jobs)  # fmt: skip
+                               n_patients=args.n_patients, random_state=seed, n_jobs=args.n_jobs,
+                               n_repeated=0)  # fmt: skip
             table5 = result.tables["table5"]
             rows.append(table5[["model", "cohort", "n", "auc"]].assign(seed=seed))
             vc = table5[table5["cohort"] == "VC"].set_index("model")["auc"]

@@ -18,8 +18,10 @@ The same evaluation from the command line is ``p53radiomics evaluate --model mod
 --cohort external.csv --label p53 --out DIR`` (see the user guide).
 
 .. note::
-   Tiny settings and small cohorts, so that the example runs in seconds on a CPU: the figures
-   show how to evaluate, not how well the method works.
+   Tiny settings and small cohorts with coarse voxels, so that the example runs in seconds on a
+   CPU: the figures show how to evaluate, not how well the method works. For a real run, read your
+   own internal and external cohorts (or generate hundreds of patients at ``voxel_scale=1``) and
+   leave out the settings the comments mark, whose defaults are the study's.
 """
 
 # %%
@@ -42,9 +44,9 @@ from p53radiomics.pipeline import branch_scores
 workdir = tempfile.TemporaryDirectory(prefix="p53radiomics_example_")
 folder = Path(workdir.name)
 X, y = make_synthetic_cohort(
-    folder / "internal", n_patients=32, random_state=0, n_scanners=4, voxel_scale=2.5
+    folder / "internal", n_patients=24, random_state=0, n_scanners=4, voxel_scale=3.0
 )
-make_synthetic_cohort(folder / "external", n_patients=24, random_state=1, voxel_scale=2.5)
+make_synthetic_cohort(folder / "external", n_patients=16, random_state=1, voxel_scale=3.0)
 X_ext, y_ext = read_cohort_csv(folder / "external" / "cohort.csv", label="p53")
 pd.crosstab(X_ext["scanner"], X_ext["scanner"].isin(X["scanner"]).map({True: "seen", False: "new"}))
 
@@ -76,7 +78,7 @@ model = make_paper_pipeline(
 )
 # Fewer N4 iterations and LASSO candidates: enough for these small volumes.
 model.set_params(
-    preprocess__n_iterations=(10, 10),
+    preprocess__n_iterations=(5, 5),
     fusion__clinical__select__Cs=5,
     fusion__radiomics__select__Cs=5,
     fusion__deep__select__Cs=5,

@@ -18,8 +18,10 @@ pipeline the same CNN is
 from the ``crop`` step of the same branch.
 
 .. note::
-   A small cohort, 96-pixel crops and a few epochs, so that the example runs in seconds on a CPU;
-   a CNN trained this little has learnt little, and its maps are rough.
+   A small cohort with coarse voxels, 64-pixel crops and two epochs, so that the example runs in
+   seconds on a CPU; a CNN trained this little has learnt little, and its maps are rough. For a
+   real run, use the study's 256-pixel crops (``size=256``), its 20 epochs (``max_epochs=20``,
+   the default) and more patients, on a GPU.
 """
 
 # %%
@@ -39,10 +41,11 @@ from p53radiomics.plotting import GradCAMDisplay
 
 workdir = tempfile.TemporaryDirectory(prefix="p53radiomics_example_")
 folder = Path(workdir.name)
-X, y = make_synthetic_cohort(folder / "cohort", n_patients=24, random_state=0, voxel_scale=2.5)
+X, y = make_synthetic_cohort(folder / "cohort", n_patients=16, random_state=0, voxel_scale=3.0)
 
-preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(10, 10))
-crops = LargestSliceCropper(margin=10, size=96).fit_transform(preprocess.fit_transform(X))
+preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(5, 5))
+cropper = LargestSliceCropper(margin=10, size=64)  # the study: 256
+crops = cropper.fit_transform(preprocess.fit_transform(X))
 print("crops:", crops.shape, crops.dtype)  # (patients, phases, height, width)
 
 # %%
@@ -51,7 +54,7 @@ print("crops:", crops.shape, crops.dtype)  # (patients, phases, height, width)
 cnn_ff = SkorchCNNFeaturizer(
     backbone="resnet18",  # the study's best: "resnet101"
     mode="ff",
-    max_epochs=3,  # the study: 20
+    max_epochs=2,  # the study: 20
     batch_size=8,
     device="cpu",
     random_state=0,
@@ -77,7 +80,7 @@ for i, patient in enumerate(X.index[:2]):
 # In MC mode the three phases are the channels of one CNN, so there is one map, drawn over each
 # phase.
 cnn_mc = SkorchCNNFeaturizer(
-    backbone="resnet18", mode="mc", max_epochs=3, batch_size=8, device="cpu", random_state=0
+    backbone="resnet18", mode="mc", max_epochs=2, batch_size=8, device="cpu", random_state=0
 )
 cnn_mc.fit(crops, y)
 joint = cnn_mc.grad_cam(crops[:1])

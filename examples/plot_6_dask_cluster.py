@@ -18,7 +18,9 @@ the example runs anywhere; on a real cluster only the line that makes the client
    Sixteen synthetic patients with coarse voxels and a reduced feature set, so that the example runs
    in seconds on a laptop; on two local workers the timings mostly show Dask's overhead. A cluster
    pays off when each case takes seconds to minutes (the study's 1-mm volumes and 1,223 features
-   per phase) and there are more cores than on one machine.
+   per phase) and there are more cores than on one machine. For a real run, read your cohort, use
+   the steps' defaults (``N4Resampler()``, ``RadiomicsExtractor()``: the study's settings) and
+   give ``Client`` your scheduler's address.
 """
 
 # %%
@@ -41,7 +43,7 @@ from p53radiomics.datasets import make_synthetic_cohort
 
 workdir = tempfile.TemporaryDirectory(prefix="p53radiomics_example_")
 folder = Path(workdir.name)
-X, y = make_synthetic_cohort(folder / "cohort", n_patients=16, random_state=0, voxel_scale=2.5)
+X, y = make_synthetic_cohort(folder / "cohort", n_patients=16, random_state=0, voxel_scale=3.0)
 
 RADIOMICS = {  # the study: None (1,223 features per phase)
     "imageType": {"Original": {}},
@@ -52,7 +54,7 @@ RADIOMICS = {  # the study: None (1,223 features per phase)
     },
     "setting": {"binCount": 16},
 }
-preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(10, 10))  # the study: 1 mm, 4 x 50
+preprocess = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(5, 5))  # the study: 1 mm, 4 x 50
 extract = RadiomicsExtractor(params=RADIOMICS)
 
 

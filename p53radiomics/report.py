@@ -57,9 +57,12 @@ _DIAGNOSTIC_COLUMNS = [
 
 
 def _table_html(name, table):
+    """A table as HTML, after its ``attrs["note"]`` (what it leaves out, and why) where it has one."""
+    note = table.attrs.get("note")
     if name in ("table3", "table4", "table5") and set(_DIAGNOSTIC_COLUMNS) <= set(table.columns):
         table = table[_DIAGNOSTIC_COLUMNS].rename(columns={"auc_ci": "AUC (95% CI)"})
-    return table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="", border=0, escape=True)
+    html_table = table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="", border=0, escape=True)
+    return (f'<p class="note">{html.escape(note)}</p>' if note else "") + html_table
 
 
 def _parts_html(parts):

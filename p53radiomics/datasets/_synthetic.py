@@ -6,7 +6,7 @@ the aorta and portal vein, and one tumour whose appearance follows its clinical 
 
 - size and shape: an ellipsoid whose largest diameter is ``ltd``, with a lobulated outline;
 - arterial phase: diffuse hyperenhancement, or rim enhancement with a hypo-enhancing core when
-  ``rim_aphe``;
+  ``rim_aphe`` (from marked to faint, drawn per tumour);
 - portal venous and delayed phases: washout (non-peripheral, peripheral or none), an enhancing
   capsule when ``capsule``, delayed central enhancement, a necrotic core in some large tumours;
 - internal texture: a Gaussian random field whose amplitude and correlation length are slightly
@@ -77,10 +77,15 @@ _AORTA = (3.0, 1.8, 1.4)
 _PORTAL = (0.9, 2.1, 1.5)
 _TEXTURE_PHASE_GAIN = (1.0, 0.8, 0.7)
 # The tumour texture's class signal, (mean, SD) without and with the mutation: its amplitude
-# (relative to the tumour's level) and correlation length (mm). Half an SD apart or less (the
-# study's radiomics model found no signal that held in validation), below the scanners' effects.
-_TEXTURE_AMPLITUDE = ((0.12, 0.04), (0.14, 0.04))
-_TEXTURE_CORRELATION_MM = ((2.5, 0.6), (2.75, 0.6))
+# (relative to the tumour's level) and correlation length (mm). A quarter of an SD apart or less
+# (the study's radiomics model found no signal that held in validation), below the scanners'
+# effects on texture.
+_TEXTURE_AMPLITUDE = ((0.12, 0.04), (0.13, 0.04))
+_TEXTURE_CORRELATION_MM = ((2.5, 0.6), (2.6, 0.6))
+# The arterial level of a rim-APHE tumour's core, drawn per tumour (its rim: 1.9; a diffuse
+# hyperenhancement: 1.7): from a marked hypo-enhancing core to a faint rim a reader still calls
+# rim-APHE, so the images carry the reader's call imperfectly.
+_RIM_CORE = (0.75, 1.45)
 
 
 def _grid(shape, spacing, shift):
@@ -158,7 +163,7 @@ def _render_phase(k, geo, patient, tumour, texture, liver_texture, body_axes):
     liver_level = _LIVER[k]
     rim = rho > 0.72
     if k == 0:
-        level = np.where(rim, 1.9, 0.75) if patient["rim_aphe"] else np.full(rho.shape, 1.7)
+        level = np.where(rim, 1.9, tumour[5]) if patient["rim_aphe"] else np.full(rho.shape, 1.7)
     else:
         wash = patient["washout"]
         low = 1.1 if k == 1 else 0.95
@@ -225,7 +230,8 @@ def _render_patient(patient, scanner, voxel_scale, seed, repeat_seed, fov):
 
     centre, radii, angle, lobes = _tumour_geometry(rng, float(patient["ltd"]), fov.size)
     necrosis = patient["ltd"] > 50 and rng.random() < 0.5
-    tumour = (centre, radii, angle, lobes, necrosis)
+    rim_core = rng.uniform(*_RIM_CORE)  # used where rim-APHE: how hypo-enhancing the core is
+    tumour = (centre, radii, angle, lobes, necrosis, rim_core)
 
     # Texture: Gaussian random fields, unit variance, correlation length in mm.
     mutated = patient[LABEL_COLUMN] == 1

@@ -86,10 +86,23 @@ def table2_frame(X):
 
 
 def table2(X_tc, y_tc):
-    """Table 2: univariable and multivariable odds ratios in the TC."""
+    """Table 2: univariable and multivariable odds ratios in the TC.
+
+    A variable constant over the TC (in a small cohort, e.g. ``demo --n-patients 24``, every
+    tumour may have a capsule) has no odds ratio: it is left out, and ``attrs["note"]`` names it
+    (the report and the console print the note above the table).
+    """
     from ..metrics import logistic_odds_ratios
 
-    return logistic_odds_ratios(table2_frame(X_tc), y_tc)
+    frame = table2_frame(X_tc)
+    constant = [c for c in frame.columns if frame[c].nunique(dropna=False) < 2]
+    table = logistic_odds_ratios(frame.drop(columns=constant), y_tc)
+    if constant:
+        table.attrs["note"] = (
+            f"Left out of Table 2, constant in the training cohort (no odds ratio can be "
+            f"estimated): {', '.join(constant)}."
+        )
+    return table
 
 
 def delong_table(y, scores, cohort):
@@ -180,6 +193,8 @@ def print_summary(tables, reproducibility=()):
         print("\nTable 1. Characteristics by P53 status")
         print(tables["table1"].to_string())
         print("\nTable 2. Odds ratios (training cohort)")
+        if tables["table2"].attrs.get("note"):
+            print(tables["table2"].attrs["note"])
         print(tables["table2"].round(3).to_string())
         columns = ["model", "cohort", "accuracy", "auc_ci", "sensitivity", "specificity"]
         for key, title in (

@@ -3,9 +3,6 @@ readers and sessions in the demo's report, its CSV and summary lines, the radiom
 without the robustness filter; the cohort without repeated ROIs; ``fit --robustness-threshold``
 (item 6)."""
 
-import contextlib
-import dataclasses
-import io
 import re
 
 import pandas as pd
@@ -13,7 +10,7 @@ import pytest
 
 from p53radiomics.metrics import reproducibility_summary
 from p53radiomics.report import write_report
-from p53radiomics.study import PROFILES, profile_pipeline, run_study
+from p53radiomics.study import profile_pipeline
 from p53radiomics.study._reproducibility import (
     SECTION_HEADING,
     feature_groups,
@@ -21,28 +18,21 @@ from p53radiomics.study._reproducibility import (
 )
 from p53radiomics.study._tables import StageClock
 
-pytestmark = pytest.mark.xdist_group("study.test_reproducibility")
+# The study is tests/study/conftest.py's small_study, shared with tests/study/test_run.py: one
+# worker runs both modules and builds it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("study")
 
-# The smallest study that runs (as tests/test_study.py's): 12 patients at voxel_scale 3, the smoke
-# profile without the CNN comparison nor Grad-CAM, its CNN a small backbone; 6 patients with
-# repeated ROIs (the default share would give 1), so that the training cohort has 2 of them or
-# more for the robustness filter.
-SMALL = {"n_patients": 12, "voxel_scale": 3.0, "n_repeated": 6}
 SUMMARY = re.compile(r"^(radiomics|CNN): (inter|intra)-reader ICC -?\d\.\d\d \(95% CI .+\)$")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    profile = dataclasses.replace(PROFILES["smoke"], modes=(), final_mode="mc", n_gradcam=0,
-                                  final_backbone="mobilenet_v3_small")  # fmt: skip
-    out = tmp_path_factory.mktemp("study_reproducibility")
-    console = io.StringIO()
-    with contextlib.redirect_stdout(console):
-        result = run_study(out, profile=profile, n_jobs=1, **SMALL)
-    return out, result, console.getvalue()
+def study(small_study):
+    """``(out, result, console)`` of the small study, whose cohort has 6 patients with repeated
+    ROIs (tests/study/conftest.py)."""
+    return small_study
 
 
-def test_the_report_has_the_agreement_between_readers_and_sessions(study):
+def test_the_report_has_the_agreement_between_readers_and_sessions(study, small_study_settings):
     out, result, _ = study
     assert "reproducibility" in result.stages.index
     assert result.timings["reproducibility"] == result.stages.loc["reproducibility", "wall_s"]
@@ -51,7 +41,7 @@ def test_the_report_has_the_agreement_between_readers_and_sessions(study):
     assert set(table.index.get_level_values("comparison")) == {"inter-reader", "intra-reader"}
     assert set(table.loc["CNN", "class"]) == {"CNN"}
     assert set(table.loc["radiomics", "phase"]) == {"ap", "pvp", "dp"}
-    assert (table["n_patients"] == SMALL["n_repeated"]).all()
+    assert (table["n_patients"] == small_study_settings["n_repeated"]).all()
     report = (out / "report.html").read_text(encoding="utf-8")
     assert SECTION_HEADING in report and "icc_by_class" in report
     assert (out / "icc_by_class.png").stat().st_size > 0

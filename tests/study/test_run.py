@@ -1,5 +1,6 @@
 """The study package's own pieces, and one small study run in process: its stage table, and the
-same Table 5 whatever n_jobs (tests/test_cli.py runs the study as a user does)."""
+same Table 5 whatever n_jobs (tests/test_cli.py runs the study as a user does). The study is
+tests/study/conftest.py's small_study, shared with tests/study/test_reproducibility.py."""
 
 import dataclasses
 import json
@@ -11,9 +12,10 @@ import pytest
 from p53radiomics.pipeline import DEEP_BRANCH_DEFAULTS
 from p53radiomics.study import PROFILES, StudyResult, profile_pipeline, run_study
 
-# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests share one worker, so
-# its module-scoped fixtures are built once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("study.test_run")
+# Under `make test` (pytest-xdist, --dist loadgroup) this module's tests and
+# tests/study/test_reproducibility.py's share one worker, so the session's small study
+# (tests/study/conftest.py) is built once rather than once per worker.
+pytestmark = pytest.mark.xdist_group("study")
 
 
 def test_the_full_profile_is_the_study_deep_model():
@@ -54,42 +56,29 @@ def test_study_result_reads_as_the_dict_run_study_returned():
         result["figures"]
 
 
-# One small study, run in process and reused by the tests below: the smoke profile with one CNN
-# configuration (MC ResNet18; FF trains three backbones) on a cohort about as small as the
-# stratified split and the 2-fold stacking take (12 patients at voxel_scale 3; at voxel_scale 4
-# a case's phase is constant in its body and is refused).
-SMALL = {"n_patients": 12, "voxel_scale": 3.0}
-
-
-@pytest.fixture(scope="module")
-def small_profile():
-    return dataclasses.replace(PROFILES["smoke"], modes=("mc",), final_mode="mc")
-
-
-@pytest.fixture(scope="module")
-def small_study(tmp_path_factory, small_profile):
-    out = tmp_path_factory.mktemp("study_1_job")
-    return out, run_study(out, profile=small_profile, n_jobs=1, **SMALL)
-
-
-def test_every_stage_is_measured(small_study):
-    out, result = small_study
+# One small study, run in process and reused by the tests below (tests/study/conftest.py's
+# small_study): the smoke profile with one CNN configuration in the comparison (MC ResNet18) on
+# 12 patients, 6 of them with repeated ROIs (small_study_settings).
+def test_every_stage_is_measured(small_study, small_study_settings):
+    out, result, _ = small_study
     stages = result.stages
     names = ["cohort", "checks, split, Tables 1-2", "preprocessing", "radiomics extraction",
-             "CNN crops", "CNN MC_resnet18", "combined model", "evaluation", "figures", "report",
-             "total"]  # fmt: skip
+             "CNN crops", "CNN MC_resnet18", "combined model", "evaluation", "reproducibility",
+             "figures", "report", "total"]  # fmt: skip
     assert list(stages.index) == names
-    assert stages.attrs["n_patients"] == SMALL["n_patients"]
+    assert stages.attrs["n_patients"] == small_study_settings["n_patients"]
     assert (stages["wall_s"] > 0).all() and (stages["cpu_s"] > 0).all()
     assert (stages["peak_rss_mib"] > 0).all() and (stages["peak_rss_all_mib"] > 0).all()
     assert (stages["peak_rss_all_mib"] >= stages["peak_rss_mib"]).all()
     for column in ("wall_s", "cpu_s"):
         np.testing.assert_allclose(
-            stages[f"{column}_per_patient"], stages[column] / SMALL["n_patients"]
+            stages[f"{column}_per_patient"], stages[column] / small_study_settings["n_patients"]
         )
-    # the stages cover the run: what is left is logging and building the pipeline
+    # the stages cover the run: what is left is logging and building the pipeline (about a second;
+    # on a busy machine a few percent of the run)
     total, parts = stages.loc["total"], stages.drop(index="total")
-    assert parts["wall_s"].sum() <= total["wall_s"] <= parts["wall_s"].sum() + 1.0
+    slack = max(1.0, 0.05 * total["wall_s"])
+    assert parts["wall_s"].sum() <= total["wall_s"] <= parts["wall_s"].sum() + slack
     assert total["cpu_s"] == pytest.approx(parts["cpu_s"].sum(), abs=1.0)
     assert total["peak_rss_mib"] == parts["peak_rss_mib"].max()
     # the timings of earlier versions, the same wall seconds
@@ -105,22 +94,28 @@ def test_every_stage_is_measured(small_study):
         assert timings[key] == stages.loc[stage, "wall_s"], key
 
 
-def test_the_stage_table_is_in_the_settings_and_at_the_end_of_the_report(small_study):
-    out, result = small_study
+def test_the_stage_table_is_in_the_settings_and_at_the_end_of_the_report(
+    small_study, small_study_settings
+):
+    out, result, _ = small_study
     settings = json.loads((out / "settings.json").read_text(encoding="utf-8"))
-    assert settings["n_patients"] == SMALL["n_patients"]
+    assert settings["n_patients"] == small_study_settings["n_patients"]
     saved = pd.DataFrame(settings["stages"]).set_index("stage")
     pd.testing.assert_frame_equal(saved, result.stages, check_names=False, check_like=False)
     assert "cpu_s" in settings["stage_columns"] and "per_patient" in settings["stage_columns"]
     report = (out / "report.html").read_text(encoding="utf-8")
-    heading = report.index(f"Run time and memory by stage ({SMALL['n_patients']} patients)")
+    heading = report.index(
+        f"Run time and memory by stage ({small_study_settings['n_patients']} patients)"
+    )
     assert heading > report.index("<h2>Settings</h2>") > report.index("Table 5.")
     assert "CNN MC_resnet18" in report[heading:] and "wall_s_per_patient" in report[heading:]
     assert "'stages'" not in report  # not repeated as a setting
 
 
-def test_n_jobs_gives_the_same_table5(small_study, small_profile, tmp_path, capsys):
-    out, one_job = small_study
+def test_n_jobs_gives_the_same_table5(
+    small_study, small_profile, small_study_settings, tmp_path, capsys
+):
+    out, one_job, _ = small_study
     from p53radiomics.io import read_cohort_csv
 
     # the same cohort (generating it is deterministic whatever n_jobs: tests/datasets/test_synthetic.py)
@@ -139,7 +134,11 @@ def test_n_jobs_gives_the_same_table5(small_study, small_profile, tmp_path, caps
     assert two["cpu_s"] >= 0.5 * one["cpu_s"]
     assert two["peak_rss_all_mib"] > two["peak_rss_mib"] + 50
     lines = capsys.readouterr().out.rstrip().splitlines()
-    table = lines[lines.index(f"Run time and memory by stage ({SMALL['n_patients']} patients)") :]
+    table = lines[
+        lines.index(
+            f"Run time and memory by stage ({small_study_settings['n_patients']} patients)"
+        ) :
+    ]
     assert len(table) == len(two_jobs.stages) + 3  # heading, columns, index name, stages
     assert table[-1].startswith("total ")
 
@@ -148,7 +147,7 @@ def test_the_demo_card_is_the_reports_table5(small_study):
     from p53radiomics.checklist import reporting_checklist
     from p53radiomics.model_card import read_model_card
 
-    out, result = small_study
+    out, result, _ = small_study
     card, table5 = read_model_card(out / "model.p53"), result.tables["table5"]
     assert not (out / "model.joblib").exists()
     assert [(r["model"], r["cohort"]) for r in card["performance"]] == list(
