@@ -1,6 +1,6 @@
 """Data sets: a synthetic three-phase DCE-MRI cohort that behaves like the study's."""
 
-from ._scanners import EXTERNAL_SCANNERS, FIELDS_OF_VIEW, FieldOfView
+from ._scanners import EXTERNAL_SCANNERS, FIELDS_OF_VIEW, FieldOfView, scanner_table
 from ._synthetic import REPEATED_MASK_SETS, SCANNERS, Scanner, make_synthetic_cohort
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "FieldOfView",
     "Scanner",
     "make_synthetic_cohort",
+    "scanner_table",
 ]

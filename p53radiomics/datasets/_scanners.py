@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from .._settings import DEFAULT_PHASES
@@ -25,6 +26,7 @@ __all__ = [
     "acquire",
     "resolve_field_of_view",
     "resolve_scanners",
+    "scanner_table",
     "volume_geometry",
 ]
 
@@ -277,6 +279,53 @@ def resolve_scanners(scanners, n_scanners):
             "pass one or the other (n_scanners=None with scanners)"
         )
     return tuple(resolved)
+
+
+def scanner_table(scanners=None):
+    """The settings of simulated scanners, one row per scanner: what each does to its images.
+
+    Parameters
+    ----------
+    scanners : sequence of Scanner or str, default=None
+        Scanners or their names, as :func:`~p53radiomics.datasets.make_synthetic_cohort` takes
+        them; ``None``: the seven :data:`SCANNERS`.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Indexed by ``scanner``: ``spacing_mm`` (x, y, z), ``scale``, ``offset``, ``noise``,
+        ``bias`` (what N4 correction, resampling and z-scoring remove) and ``psf``,
+        ``slice_thickness_mm`` (``None``: the point-spread function alone), ``kernel`` (< 0
+        smooths, > 0 sharpens), ``noise_correlation`` (voxels) and ``enhancement`` (AP, PVP, DP),
+        which they do not remove (see :class:`Scanner`).
+
+    Examples
+    --------
+    >>> from p53radiomics.datasets import EXTERNAL_SCANNERS, scanner_table
+    >>> scanner_table(EXTERNAL_SCANNERS)[["kernel", "slice_thickness_mm", "noise_correlation"]]
+             kernel  slice_thickness_mm  noise_correlation
+    scanner
+    E1          0.8                 NaN                0.0
+    E2         -0.7                 8.0                1.0
+    E3          0.0                 NaN                2.0
+    """
+    rows = [
+        {
+            "scanner": s.name,
+            "spacing_mm": " x ".join(f"{v:g}" for v in s.spacing),
+            "scale": s.scale,
+            "offset": s.offset,
+            "noise": s.noise,
+            "bias": s.bias,
+            "psf": s.psf,
+            "slice_thickness_mm": np.nan if s.slice_thickness is None else s.slice_thickness,
+            "kernel": s.kernel,
+            "noise_correlation": s.noise_correlation,
+            "enhancement": " / ".join(f"{v:g}" for v in s.enhancement),
+        }
+        for s in resolve_scanners(scanners, None)
+    ]
+    return pd.DataFrame(rows).set_index("scanner")
 
 
 def _in_plane(data, kernel):

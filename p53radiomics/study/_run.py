@@ -31,6 +31,7 @@ from ._tables import (
     model_table,
     print_stages,
     print_summary,
+    scanner_section,
     stage_table,
     table1,
     table2,
@@ -382,7 +383,7 @@ def run_study(
             skipped=skipped,
             clock=clock,
             card=card,
-            sections=[repro.section],
+            sections=[repro.section] + ([scanner_section(X)] if X_given is None else []),
         )
     finally:
         clock.close()

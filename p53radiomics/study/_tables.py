@@ -37,6 +37,7 @@ __all__ = [
     "print_summary",
     "stage_table",
     "table1",
+    "scanner_section",
     "table2",
     "table2_frame",
 ]
@@ -83,6 +84,22 @@ def table2_frame(X):
         if set(out["washout"].dropna()) <= set(order):
             out["washout"] = out["washout"].map(order)
     return out
+
+
+def scanner_section(X):
+    """The report's section on the synthetic cohort's scanners: their settings and patients."""
+    from ..datasets import scanner_table
+
+    counts = X["scanner"].value_counts()
+    table = scanner_table(sorted(counts.index)).assign(patients=counts)
+    text = (
+        "The synthetic cohort's scanners (p53radiomics.datasets.scanner_table). Voxel spacing, "
+        "grey scale and offset, noise and bias field are removed by N4 correction, resampling and "
+        "z-scoring; the reconstruction kernel (< 0 smooths, > 0 sharpens), slice thickness, noise "
+        "correlation (voxels) and enhancement ratios (AP / PVP / DP) are not: they are the scanner "
+        "effects on texture that ComBat harmonisation is for."
+    )
+    return ("Simulated scanners", [text, table])
 
 
 def table2(X_tc, y_tc):
