@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_harmonization import SCANNER_EFFECT_P, scanner_effect_p  # same folder
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -59,14 +60,8 @@ PHASES = ("ap", "pvp", "dp")
 
 
 def _scanner_effect_share(features, scanner):
-    """Share (and count) of features whose Kruskal-Wallis p across scanners is below 0.001."""
-    from scipy.stats import kruskal
-
-    features, scanner = np.asarray(features), np.asarray(scanner)
-    with warnings.catch_warnings():  # a feature constant over the cohort has no p-value
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = kruskal(*(features[scanner == s] for s in np.unique(scanner)), axis=0).pvalue
-    significant = p < 1e-3  # NaN (constant feature): no effect
+    """Count and share of features with a scanner effect (:data:`SCANNER_EFFECT_P`)."""
+    significant = scanner_effect_p(features, scanner) < SCANNER_EFFECT_P  # NaN: no effect
     return int(significant.sum()), float(significant.mean())
 
 

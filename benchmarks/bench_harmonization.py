@@ -50,12 +50,23 @@ def _between_scanner_variance(features, scanner, scale):
     return float(means.var(axis=0).sum())
 
 
-def _scanner_effect_p(features, scanner):
-    """Kruskal-Wallis p-value of each feature across scanners."""
+#: A feature has a scanner effect where its Kruskal-Wallis p-value across scanners is below this.
+SCANNER_EFFECT_P = 1e-3
+
+
+def scanner_effect_p(features, scanner):
+    """Kruskal-Wallis p-value of each feature across scanners (NaN for a constant feature).
+
+    Also used by ``bench_external.py``.
+    """
+    import warnings
+
     from scipy.stats import kruskal
 
     features, scanner = np.asarray(features), np.asarray(scanner)
-    return kruskal(*(features[scanner == s] for s in np.unique(scanner)), axis=0).pvalue
+    with warnings.catch_warnings():  # a feature constant over the cohort has no p-value
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return kruskal(*(features[scanner == s] for s in np.unique(scanner)), axis=0).pvalue
 
 
 def run(workdir, n_patients, n_jobs, random_state, test_size=0.3):
@@ -102,7 +113,7 @@ def run(workdir, n_patients, n_jobs, random_state, test_size=0.3):
     scale = features.loc[tc].std().to_numpy()
     scale[scale == 0] = 1.0
     variances = {}
-    effect = _scanner_effect_p(features.loc[tc], X.loc[tc, "scanner"]) < 1e-3
+    effect = scanner_effect_p(features.loc[tc], X.loc[tc, "scanner"]) < SCANNER_EFFECT_P
     for cohort, rows in (("validation", vc), ("training", tc)):
         scanner = X.loc[rows, "scanner"]
         raw, harmonised = (
@@ -117,9 +128,9 @@ def run(workdir, n_patients, n_jobs, random_state, test_size=0.3):
 
     scanner_vc = X.loc[vc, "scanner"]
     shares = {
-        "raw": _scanner_effect_p(features.loc[vc], scanner_vc) < 1e-3,
-        "after ComBat": _scanner_effect_p(harmonizer.transform(with_scanner.loc[vc]), scanner_vc)
-        < 1e-3,
+        "raw": scanner_effect_p(features.loc[vc], scanner_vc) < SCANNER_EFFECT_P,
+        "after ComBat": scanner_effect_p(harmonizer.transform(with_scanner.loc[vc]), scanner_vc)
+        < SCANNER_EFFECT_P,
     }
     print()
     print(f"synthetic cohort: {len(X)} patients, {X['scanner'].nunique()} scanners; "
