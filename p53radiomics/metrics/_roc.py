@@ -94,6 +94,30 @@ def _bootstrap_aucs(positive, scores, n_bootstraps, random_state, chunk=256):
     return out
 
 
+def _tpr_at_fpr(pos, neg, fpr_grid, chunk=256):
+    """The ROC step curve's TPR at each false positive rate of `fpr_grid`, for several samples.
+
+    `pos` (shape ``(n_samples, m)``) and `neg` (``(n_samples, n)``) are each sample's positive
+    and negative scores; the result has shape ``(n_samples, len(fpr_grid))``. At a rate f, at
+    most ``k`` negatives may score at or above the threshold, with ``k`` the largest count whose
+    rate ``k / n`` (the float :func:`sklearn.metrics.roc_curve` computes) is ``<= f``. The lowest
+    such threshold lies just above the ``(k + 1)``-th highest negative score ``v``, so the TPR is
+    the share of positives scoring above ``v`` (every positive where ``k >= n``). This is
+    ``roc_curve(..., drop_intermediate=False)`` read at ``fpr_grid``, without its per-sample
+    overhead (tested against it).
+    """
+    m, n = pos.shape[1], neg.shape[1]
+    k = np.searchsorted(np.arange(n + 1) / n, fpr_grid, side="right") - 1
+    neg_desc = -np.sort(-neg, axis=1)
+    out = np.ones((pos.shape[0], len(fpr_grid)))
+    inside = k < n  # rates where fewer than every negative may be passed
+    for start in range(0, pos.shape[0], chunk):
+        v = neg_desc[start : start + chunk][:, k[inside]]  # (chunk, grid points)
+        above = (pos[start : start + chunk, None, :] > v[:, :, None]).sum(axis=2)
+        out[start : start + chunk, inside] = above / m
+    return out
+
+
 def roc_band(positive, score, fpr_grid, *, confidence, n_bootstraps, random_state):
     """Pointwise bootstrap band of the true positive rate at fixed false positive rates.
 
@@ -101,16 +125,13 @@ def roc_band(positive, score, fpr_grid, *, confidence, n_bootstraps, random_stat
     each of shape ``fpr_grid.shape``; the TPR at a false positive rate f is the highest TPR the
     curve reaches with FPR <= f (the ROC step curve, as pROC's ``ci.se``).
     """
-    indices, _ = _stratified_indices(positive, n_bootstraps, random_state)
-
-    def tpr_at(y, s):
-        fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
-        return tpr[np.searchsorted(fpr, fpr_grid, side="right") - 1]
-
-    tprs = np.array([tpr_at(positive[idx], score[idx]) for idx in indices])
+    indices, m = _stratified_indices(positive, n_bootstraps, random_state)
+    resampled = score[indices]  # positives first
+    tprs = _tpr_at_fpr(resampled[:, :m], resampled[:, m:], fpr_grid)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(tprs, [alpha, 1 - alpha], axis=0)
-    return tpr_at(positive, score), low, high
+    full = _tpr_at_fpr(score[positive][None, :], score[~positive][None, :], fpr_grid)[0]
+    return full, low, high
 
 
 def roc_auc_ci(

@@ -325,3 +325,42 @@ def test_labels_given_as_strings_or_booleans():
     assert roc_auc_ci(["no", "no", "yes", "yes"], s, pos_label="yes") == expected
     assert roc_auc_ci([False, False, True, True], s) == expected
     assert roc_auc_ci([-1, -1, 1, 1], s) == expected
+
+
+def _band_by_roc_curve(positive, score, fpr_grid, *, confidence, n_bootstraps, random_state):
+    """The bootstrap band as it was computed before, one roc_curve per sample: the oracle."""
+    from p53radiomics.metrics._roc import _stratified_indices
+
+    def tpr_at(y, s):
+        fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+        return tpr[np.searchsorted(fpr, fpr_grid, side="right") - 1]
+
+    indices, _ = _stratified_indices(positive, n_bootstraps, random_state)
+    tprs = np.array([tpr_at(positive[idx], score[idx]) for idx in indices])
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(tprs, [alpha, 1 - alpha], axis=0)
+    return tpr_at(positive, score), low, high
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 12),
+    st.integers(2, 12),
+    st.integers(1, 6),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([11, 51, 101]),
+)
+def test_roc_band_equals_the_roc_curve_of_each_bootstrap_sample(m, n, levels, seed, n_grid):
+    # Few score levels; grids of 11, 51 and 101 points hit many rates k / n exactly.
+    from p53radiomics.metrics._roc import roc_band
+
+    rng = np.random.default_rng(seed)
+    positive = rng.permutation(np.r_[np.ones(m, bool), np.zeros(n, bool)])
+    # half-steps for some positives: ties within each class and between the classes
+    score = rng.integers(0, levels, m + n) + 0.5 * positive * rng.integers(0, 2, m + n)
+    grid = np.linspace(0, 1, n_grid)
+    settings_ = dict(confidence=0.9, n_bootstraps=40, random_state=seed % 1000)
+    got = roc_band(positive, score, grid, **settings_)
+    expected = _band_by_roc_curve(positive, score, grid, **settings_)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
