@@ -12,6 +12,7 @@ __all__ = [
     "PROFILES",
     "Profile",
     "deep_settings",
+    "lasso_candidates",
     "profile_pipeline",
     "resolve_profile",
 ]
@@ -48,6 +49,9 @@ class Profile:
         ``"study"`` (the 1,223-feature set per phase) or ``"original"`` (original image only).
     cv : int
         Folds of the stacking and of the LASSO steps.
+    lasso_Cs : int or None
+        Candidate penalties of each LASSO step (:class:`~p53radiomics.LassoSelector`'s ``Cs``);
+        ``None`` keeps the selector's default.
     n_gradcam : int
         Validation patients shown in Grad-CAM panels.
     """
@@ -67,6 +71,7 @@ class Profile:
     n_iterations: tuple = STUDY_N4_ITERATIONS
     radiomics: str = "study"
     cv: int = STUDY_CV
+    lasso_Cs: int | None = None
     n_gradcam: int = 4
     notes: tuple = field(default=())
 
@@ -104,6 +109,7 @@ PROFILES = {
         n_iterations=(5, 5),
         radiomics="original",
         cv=2,
+        lasso_Cs=5,
         n_gradcam=1,
         notes=("a smoke test of the command line, in seconds: its figures mean nothing",),
     ),
@@ -134,6 +140,26 @@ def deep_settings(profile, *, backbone=None, mode=None):
         "max_epochs": profile.max_epochs,
         "batch_size": profile.batch_size,
     }
+
+
+def lasso_candidates(model, profile):
+    """`model` with the profile's ``lasso_Cs`` set on each of its LASSO steps (every ``select``
+    step's ``Cs``); unchanged where the profile keeps the selector's default.
+
+    Examples
+    --------
+    >>> from p53radiomics.pipeline import make_deep_branch
+    >>> from p53radiomics.study import PROFILES
+    >>> from p53radiomics.study._profiles import lasso_candidates
+    >>> branch = lasso_candidates(make_deep_branch(), PROFILES["smoke"])
+    >>> branch.get_params()["select__Cs"]
+    5
+    """
+    profile = resolve_profile(profile)
+    if profile.lasso_Cs is None:
+        return model
+    names = [name for name in model.get_params() if name.split("__")[-2:] == ["select", "Cs"]]
+    return model.set_params(**dict.fromkeys(names, profile.lasso_Cs))
 
 
 def _radiomics_params(profile):
@@ -219,4 +245,6 @@ def profile_pipeline(
         context_slices=context_slices,
         robustness_threshold=robustness_threshold,
     )
-    return model.set_params(preprocess__n_iterations=profile.n_iterations)
+    return lasso_candidates(model, profile).set_params(
+        preprocess__n_iterations=profile.n_iterations
+    )
