@@ -9,8 +9,10 @@ external cohort (96 patients, ``random_state + 1``) is drawn from
 study's quick profile (:data:`p53radiomics.study.PROFILES`: the preprocessing and radiomics
 settings of ``profile_pipeline("quick")``):
 
-1. the radiomics branch (:func:`p53radiomics.pipeline.make_radiomics_branch`) is fitted on the
-   training cohort without and with harmonisation;
+1. :func:`p53radiomics.study.harmonisation_effect` (the demo's ``harmonisation_effect`` table)
+   fits the radiomics branch of the quick profile on the training cohort without and with
+   harmonisation, adapts its ComBat step to the external scanners and scores both cohorts; its
+   table (AUCs and the median between-scanner share of the features in VC and EV) is printed;
 2. the validation (VC) and external (EV) AUCs are printed with their 95% DeLong intervals
    (:func:`p53radiomics.metrics.roc_auc_ci`) for: no harmonisation; ComBat, the external scanners
    harmonised with the pooled estimates of the training scanners (what ``transform`` does with a
@@ -51,10 +53,8 @@ from sklearn.pipeline import Pipeline
 from p53radiomics import ComBatHarmonizer
 from p53radiomics.datasets import EXTERNAL_SCANNERS, make_synthetic_cohort
 from p53radiomics.exceptions import UnseenBatchWarning
-from p53radiomics.harmonization import adapt_to_new_batches
 from p53radiomics.metrics import delong_test, roc_auc_ci
-from p53radiomics.pipeline import make_radiomics_branch
-from p53radiomics.study import PROFILES, profile_pipeline
+from p53radiomics.study import PROFILES, harmonisation_effect, profile_pipeline
 
 PHASES = ("ap", "pvp", "dp")
 
@@ -100,52 +100,34 @@ def run(workdir, n_patients, n_external, n_jobs, random_state, test_size=0.3):
     tc, vc = train_test_split(X.index, test_size=test_size, stratify=y, random_state=random_state)
     y_tc, y_vc, y_ev = y.loc[tc].to_numpy(), y.loc[vc].to_numpy(), y_ev.to_numpy()
 
-    profile = PROFILES["quick"]
     study = profile_pipeline(
-        profile, ["ltd"], cache_dir=workdir / "cache", n_jobs=n_jobs, random_state=random_state
-    )
-    extract = dict(study.named_steps["fusion"].estimators)["radiomics"].named_steps["extract"]
+        PROFILES["quick"], ["ltd"], cache_dir=workdir / "cache", n_jobs=n_jobs,
+        random_state=random_state,
+    )  # fmt: skip
+    radiomics = dict(study.named_steps["fusion"].estimators)["radiomics"]  # the demo's settings
     Xp = study.named_steps["preprocess"].transform(X)
     Xp_ev = study.named_steps["preprocess"].transform(X_ev)
     log("preprocessed both cohorts (N4, crop, resampling, normalisation; quick profile, cached)")
 
-    branches = {}
-    for harmonize in (False, True):
-        branch = make_radiomics_branch(
-            PHASES,
-            params=extract.params,
-            cache_dir=extract.cache_dir,
-            n_jobs=n_jobs,
-            cv=profile.cv,
-            random_state=random_state,
-            harmonize=harmonize,
-        )
-        t = time.perf_counter()
-        branches[harmonize] = branch.fit(Xp.loc[tc], y_tc)
-        log(f"radiomics branch, harmonize={harmonize}: fitted in {time.perf_counter() - t:.1f} s")
-
-    combat = branches[True]
-    harmonizer = combat.named_steps["harmonize"]
-    ev_features = combat.named_steps["extract"].transform(Xp_ev)  # features + scanner, no labels
+    # the library's measurement (the demo's harmonisation_effect table): the radiomics branch
+    # fitted on the TC without and with ComBat, and ComBat adapted to the EV scanners
     t = time.perf_counter()
-    adapted = adapt_to_new_batches(harmonizer, ev_features)
-    log(f"adapted to the external scanners {adapted.adapted_batches_.tolist()} in "
-        f"{time.perf_counter() - t:.2f} s")  # fmt: skip
+    cohorts = {"VC": (Xp.loc[vc], y_vc), "EV": (Xp_ev, y_ev)}
+    effect = harmonisation_effect(radiomics, Xp.loc[tc], y_tc, cohorts, external="EV")
+    log(
+        f"harmonisation_effect (two branch fits, adaptation, scores) in {time.perf_counter() - t:.1f} s"
+    )
+    none, pooled_row, adapted_row = effect.table.index
+    combat = effect.branches[pooled_row]
+    harmonizer = combat.named_steps["harmonize"]
+    adapted = effect.branches[adapted_row].named_steps["harmonize"]
+    ev_features = effect.features["EV"]  # features + scanner, no labels
     fresh = ComBatHarmonizer(harmonizer.batch_column).fit(ev_features)
-    models = {  # the pitfall's harmoniser knows the EV scanners only: no VC score
-        "no harmonisation": (branches[False], branches[False]),
-        "ComBat, pooled estimates for EV": (combat, combat),
-        "ComBat adapted to EV scanners": (_with_harmonizer(combat, adapted),) * 2,
-        "ComBat fitted on EV alone (pitfall)": (None, _with_harmonizer(combat, fresh)),
-    }
-    results = {}
-    for name, (for_vc, for_ev) in models.items():
-        with warnings.catch_warnings():  # the pooled estimates: warned, as expected
-            warnings.simplefilter("ignore", UnseenBatchWarning)
-            results[name] = (
-                None if for_vc is None else for_vc.predict_proba(Xp.loc[vc])[:, 1],
-                for_ev.predict_proba(Xp_ev)[:, 1],
-            )
+    results = {row: (scores["VC"], scores["EV"]) for row, scores in effect.scores.items()}
+    with warnings.catch_warnings():  # the pitfall's harmoniser knows the EV scanners only: no VC
+        warnings.simplefilter("ignore", UnseenBatchWarning)
+        pitfall = _with_harmonizer(combat, fresh).predict_proba(Xp_ev)[:, 1]
+    results["ComBat fitted on EV alone (pitfall)"] = (None, pitfall)
 
     raw = ev_features.drop(columns=harmonizer.batch_column)
     scanner = ev_features[harmonizer.batch_column]
@@ -170,6 +152,11 @@ def run(workdir, n_patients, n_external, n_jobs, random_state, test_size=0.3):
           f"in training ({', '.join(sorted(X_ev['scanner'].unique()))}; "
           f"random_state={random_state + 1})")  # fmt: skip
     print(f"radiomics features: {raw.shape[1]} ({len(PHASES)} phases, quick profile)")
+    shown = [c for c in effect.table.columns if c.endswith(("(95% CI)", "share", "chance"))]
+    print("harmonisation_effect (p53radiomics.study; between-scanner share: median over the "
+          "features of the share of variance between scanners, eta squared)")  # fmt: skip
+    print(effect.table[shown].round(3).to_string())
+    print(effect.table.attrs["note"])
     width = max(map(len, results))
     for name, (score_vc, score_ev) in results.items():
         b, lo_ev, hi_ev = roc_auc_ci(y_ev, score_ev)
@@ -179,13 +166,10 @@ def run(workdir, n_patients, n_external, n_jobs, random_state, test_size=0.3):
             a, lo, hi = roc_auc_ci(y_vc, score_vc)
             vc_text = f"VC AUC {a:.3f} ({lo:.3f}-{hi:.3f})"
         print(f"{name:{width}s}: {vc_text}, EV AUC {b:.3f} ({lo_ev:.3f}-{hi_ev:.3f})")
-    adapted_ev, pooled_ev = (
-        results["ComBat adapted to EV scanners"][1],
-        results["ComBat, pooled estimates for EV"][1],
-    )
+    adapted_ev, pooled_ev = results[adapted_row][1], results[pooled_row][1]
     z, p = delong_test(y_ev, adapted_ev, pooled_ev)
     print(f"DeLong test on EV, adapted vs pooled estimates: z = {z:.2f}, p = {p:.3f}")
-    z, p = delong_test(y_ev, adapted_ev, results["no harmonisation"][1])
+    z, p = delong_test(y_ev, adapted_ev, results[none][1])
     print(f"DeLong test on EV, adapted vs no harmonisation: z = {z:.2f}, p = {p:.3f}")
     for name, (count, share) in shares.items():
         print(f"EV features with a scanner effect (Kruskal-Wallis p<0.001 across "

@@ -21,7 +21,13 @@ from pathlib import Path
 
 def _demo(args):
     from .study import run_study
+    from .study._external import check_external_arguments
 
+    try:  # before any work: one line, exit code 2
+        check_external_arguments(args.n_external, None, None, None)
+    except ValueError as err:
+        print(f"p53radiomics demo: error: --n-external: {err}", file=sys.stderr)
+        return 2
     run_study(
         args.out,
         profile=args.profile,
@@ -29,6 +35,7 @@ def _demo(args):
         voxel_scale=args.voxel_scale,
         random_state=args.random_state,
         n_jobs=args.n_jobs,
+        n_external=args.n_external,
     )
     return 0
 
@@ -264,7 +271,9 @@ def _add_demo(commands):
         "demo",
         help="run the whole study on the embedded synthetic cohort",
         description="Generate the synthetic three-phase DCE-MRI cohort, split it 7:3, and run the study: "
-        "Tables 1-5, DeLong tests, nomogram, calibration and decision curves, Grad-CAM. Writes report.html, "
+        "Tables 1-5, DeLong tests, nomogram, calibration and decision curves, Grad-CAM; the fitted model is also "
+        "evaluated on a synthetic external site (EV) and the radiomics model without and with ComBat "
+        "harmonisation (harmonisation_effect.csv). Writes report.html, "
         "the tables (CSV), the figures (PNG), the fitted combined model with its model card (model.p53; "
         "'p53radiomics card' prints the card), model_card.md and checklist.csv; the time, CPU time and "
         "peak memory of every stage end the console output and the report (also in settings.json and stages.csv). "
@@ -286,6 +295,14 @@ def _add_demo(commands):
         default=320,
         help="cohort size (default: the study's %(default)s); the stage table of a smaller run gives "
         "each stage's seconds per patient, to extrapolate",
+    )
+    demo.add_argument(
+        "--n-external",
+        type=int,
+        default=None,
+        help="patients of the synthetic external cohort (EV), on scanners absent from the development "
+        "cohort, evaluated beside the TC and the VC (default: a fifth of --n-patients, at least 6; "
+        "0: none; otherwise at least 6, 2 per external scanner)",
     )
     demo.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     demo.add_argument(

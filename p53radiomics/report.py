@@ -31,8 +31,26 @@ _SECTIONS = (
     ("table3", "Table 3. Multi-channel (MC) deep-learning models", "Threshold chosen on the TC (Youden) and applied to the VC."),
     ("table4", "Table 4. Feature-fusion (FF) deep-learning models", "Threshold chosen on the TC (Youden) and applied to the VC."),
     ("table5", "Table 5. Clinical, radiomics, deep-learning and combined models",
-     "AUC with DeLong 95% CI; threshold chosen on the reference cohort (Youden) and applied unchanged to the others."),
+     "AUC with DeLong 95% CI; threshold chosen on the reference cohort (Youden) and applied unchanged to the others. "
+     "TC: training cohort; VC: held-out validation cohort; EV (where there is one): external validation cohort, on "
+     "scanners absent from the TC and the VC."),
     ("delong", "DeLong tests between the combined model and each single model", "Paired, two-sided."),
+    ("harmonisation_effect", "The effect of harmonisation: the radiomics model without and with ComBat",
+     "Only the radiomics model is refitted here: the demo's radiomics model (its settings, on the cached features) "
+     "fitted on the TC without and with ComBat harmonisation (batch column 'scanner', estimates from the TC's "
+     "scanners); the combined model of Table 5 is the demo's, without harmonisation. Rows: no harmonisation; ComBat, "
+     "where each external scanner (none of them in the TC) gets the pooled estimates of the TC's scanners; ComBat "
+     "adapted to the external scanners from the external patients' features, never their labels "
+     "(p53radiomics.harmonization.adapt_to_new_batches; a transductive evaluation: the patients that adapted it are "
+     "scored), the VC harmonised as in the row above. AUC with DeLong 95% CI. Between-scanner share: for each "
+     "radiomics feature, the share of its variance over the cohort's patients that lies between their scanners "
+     "(eta squared: sum over scanners k of n_k (mean_k - mean)^2, divided by the sum over patients i of "
+     "(x_i - mean)^2), the median over the features that vary in the cohort, on the features as the model's z-score "
+     "step receives them (raw without harmonisation, harmonised with it). Without any scanner effect the share is not 0 "
+     "but (k - 1) / (n - 1) on average for k scanners and n patients (the 'by chance' columns), so compare the two. "
+     "The pooled estimates apply one affine map to every external scanner, which leaves the external share as it "
+     "was raw; adapting removes the external scanners' mean differences on the same patients it is then measured "
+     "on, so its share can fall below the chance level."),
     ("harmonisation", "Patients harmonised with pooled ComBat estimates",
      "The radiomics model's ComBat step could not remove these scanners' own effect (the scanner was not in the "
      "training data, or had a single training patient) and applied the training scanners' pooled estimates."),
@@ -61,6 +79,8 @@ def _table_html(name, table):
     note = table.attrs.get("note")
     if name in ("table3", "table4", "table5") and set(_DIAGNOSTIC_COLUMNS) <= set(table.columns):
         table = table[_DIAGNOSTIC_COLUMNS].rename(columns={"auc_ci": "AUC (95% CI)"})
+    if name == "harmonisation_effect":  # the AUCs as text with their CI, and the shares
+        table = table[[c for c in table.columns if c.endswith(("(95% CI)", "share", "chance"))]]
     html_table = table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="", border=0, escape=True)
     return (f'<p class="note">{html.escape(note)}</p>' if note else "") + html_table
 

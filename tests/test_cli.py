@@ -113,6 +113,8 @@ def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
         "3",
         "--n-jobs",
         "1",
+        "--n-external",
+        "0",  # no external cohort: tests/study/ runs the study with one
         cwd=work,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -156,8 +158,21 @@ def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
         "DL model",
         "Combined model",
     ]
+    assert list(table5["cohort"].unique()) == ["TC", "VC"]  # --n-external 0: no EV
+    assert not (out / "external").exists() and not (out / "harmonisation_effect.csv").exists()
     assert list(work.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]
+
+
+@pytest.mark.parametrize("value", ["3", "-2"])
+def test_demo_refuses_a_bad_n_external_before_any_work(tmp_path, value):
+    result = _run("demo", "--out", str(tmp_path / "out"), "--n-external", value)
+    assert result.returncode == 2
+    _one_line_error(result, "--n-external", "n_external")
+    assert (
+        "2 patients on each of its 3 scanners" in result.stderr or "integer >= 0" in result.stderr
+    )
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,10 @@ Used by the command line (``p53radiomics demo``, ``fit``, ``evaluate``) and call
 The package's modules, by stage: ``_profiles`` (:class:`Profile`, :data:`PROFILES`,
 :func:`profile_pipeline`), ``_cohort`` (:func:`prepare_cohort`, :func:`skip_bad_cases`),
 ``_tables`` (Tables 1-5 and the DeLong tests), ``_figures`` (the PNG figures),
-``_reproducibility`` (the ICCs of the repeated ROIs and the robustness filter's comparison) and
-``_run`` (:func:`run_study`, :func:`evaluate_model`). :func:`use_cache` is
+``_reproducibility`` (the ICCs of the repeated ROIs and the robustness filter's comparison),
+``_external`` (the study's external cohort and :func:`evaluate_model`), ``_harmonisation``
+(:func:`harmonisation_effect`: the radiomics model without and with ComBat) and ``_run``
+(:func:`run_study`). :func:`use_cache` is
 :func:`p53radiomics.pipeline.use_cache`, re-exported here.
 """
 
@@ -16,15 +18,19 @@ The package's modules, by stage: ``_profiles`` (:class:`Profile`, :data:`PROFILE
 # before the study became a package, but are not in __all__ (they were not then either)
 from ..pipeline import MODEL_NAMES, use_cache  # noqa: F401
 from ._cohort import prepare_cohort, skip_bad_cases
+from ._external import evaluate_model
+from ._harmonisation import HarmonisationEffect, harmonisation_effect
 from ._profiles import PREOPERATIVE_COLUMNS, PROFILES, Profile, profile_pipeline  # noqa: F401
-from ._run import StudyResult, evaluate_model, run_study
+from ._run import StudyResult, run_study
 from ._tables import LAB_BINS, TABLE_COLUMNS  # noqa: F401
 
 __all__ = [
+    "HarmonisationEffect",
     "PROFILES",
     "Profile",
     "StudyResult",
     "evaluate_model",
+    "harmonisation_effect",
     "prepare_cohort",
     "profile_pipeline",
     "run_study",

@@ -1,34 +1,35 @@
-"""The study as one job (:func:`run_study`) as a sequence of named stages, and the external
-validation of a fitted model (:func:`evaluate_model`)."""
+"""The study as one job (:func:`run_study`), a sequence of named stages. The external validation of
+a fitted model (:func:`evaluate_model`) and the study's external cohort are in ``_external``, the
+harmonisation's effect in ``_harmonisation``."""
 
 import json
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from ..exceptions import UnseenBatchWarning
 from ..io import DEFAULT_PHASES
-from ..pipeline import (
-    branch_scores,
-    decision_thresholds,
-    fit_thresholds,
-    fitted_clinical_columns,
-    pooled_harmonisation,
-    use_cache,
-)
+from ..pipeline import branch_scores, fit_thresholds
 from ._cohort import prepare_cohort
+from ._external import (
+    EXTERNAL,
+    EXTERNAL_STAGES,
+    check_external_arguments,
+    default_n_external,
+    external_cohort_stage,
+    external_random_state,
+    external_scores_stage,
+)
 from ._figures import gradcam_figures, study_figures
+from ._harmonisation import harmonisation_stage
 from ._profiles import PREOPERATIVE_COLUMNS, profile_pipeline, resolve_profile
 from ._reproducibility import reproducibility_stage
 from ._tables import (
     STAGE_NOTE,
     StageClock,
     cnn_comparison,
-    delong_table,
-    model_table,
+    performance_tables,
     print_stages,
     print_summary,
     scanner_section,
@@ -37,7 +38,7 @@ from ._tables import (
     table2,
 )
 
-__all__ = ["StudyResult", "evaluate_model", "run_study"]
+__all__ = ["StudyResult", "run_study"]
 
 
 @dataclass
@@ -51,18 +52,21 @@ class StudyResult(Mapping):
     Attributes
     ----------
     tables : dict of str to pandas.DataFrame or None
-        ``table1`` ... ``table5``, ``delong``, ``reproducibility`` (each feature's ICC between
-        the repeated ROIs) and ``robustness`` (the radiomics model with and without the
-        robustness filter); ``table3`` or ``table4`` is ``None`` where the profile compares no
-        CNN in that mode, the last two where the cohort has no repeated ROIs.
+        ``table1`` ... ``table5``, ``delong`` (with an external cohort, Table 5 and ``delong``
+        have its ``EV`` rows), ``harmonisation_effect`` (with an external cohort:
+        :func:`~p53radiomics.study.harmonisation_effect`'s table), ``reproducibility`` (each
+        feature's ICC between the repeated ROIs) and ``robustness`` (the radiomics model with
+        and without the robustness filter); ``table3`` or ``table4`` is ``None`` where the
+        profile compares no CNN in that mode, the last two where the cohort has no repeated ROIs.
     model : Pipeline
         The combined model fitted on the training cohort, with its decision thresholds
         (:func:`~p53radiomics.pipeline.decision_thresholds`).
     timings : dict of str to float
         Wall seconds per stage: ``cohort`` (where generated), ``preprocessing``, ``radiomics``,
         ``cnn_comparison`` (Tables 3-4), ``combined_model``, ``evaluation``,
-        ``reproducibility`` (where the cohort has repeated ROIs), ``figures``,
-        ``report`` and ``total``.
+        ``external`` (the external cohort's stages, where there is one), ``harmonisation``
+        (its harmonisation table), ``reproducibility`` (where the cohort has repeated ROIs),
+        ``figures``, ``report`` and ``total``.
     skipped : pandas.DataFrame
         Patients left out (index: patient id; ``column``, ``reason``).
     figures : dict of str to (path, caption)
@@ -188,14 +192,31 @@ def _combined_stage(model, split, clock):
         # the Youden thresholds chosen on the TC travel with the model, for external validation
         thresholds = fit_thresholds(model, split.X_tc, split.y_tc, scores=scores["TC"])
         labels = {"TC": split.y_tc, "VC": split.y_vc}
-        tables = {
-            "table5": model_table(labels, scores, thresholds),
-            "delong": pd.DataFrame(
-                delong_table(split.y_tc, scores["TC"], "TC")
-                + delong_table(split.y_vc, scores["VC"], "VC")
-            ),
-        }
-    return tables, labels, scores, Xp_vc
+        tables = performance_tables(labels, scores, thresholds)
+    return tables, labels, scores, Xp_vc, thresholds
+
+
+def _external_stages(model, Xp, split, external, labels, scores, thresholds, clock):
+    """The external cohort scored (Table 5 and the DeLong tests of every cohort) and the
+    harmonisation's effect on the radiomics model in the VC and the EV."""
+    X_ev, y_ev, _ = external
+    tables, Xp_ev = external_scores_stage(model, X_ev, y_ev, labels, scores, thresholds, clock)
+    cohorts = {"VC": (Xp.loc[split.vc], split.y_vc), EXTERNAL: (Xp_ev, y_ev)}
+    tables.update(harmonisation_stage(model, Xp.loc[split.tc], split.y_tc, cohorts, clock,
+                                      external=EXTERNAL))  # fmt: skip
+    return tables
+
+
+def _settings(profile, X, random_state, clinical, external):
+    """The run's settings, as ``settings.json`` and the report list them."""
+    settings = {
+        "profile": profile.name,
+        **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
+    }
+    settings.update(n_patients=len(X), random_state=random_state, clinical_columns=clinical)
+    if external is not None:
+        settings.update(n_external=len(external[0]))
+    return settings
 
 
 def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock, card,
@@ -219,7 +240,10 @@ def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, c
         save_model(model, out / "model.p53", metadata={CARD_KEY: card})
         write_card_files(out, card)
         write_report(out / "report.html", settings=settings, **report)
-    stages = stage_table(clock, settings["n_patients"])
+    external = (
+        {n: settings["n_external"] for n in EXTERNAL_STAGES} if "n_external" in settings else {}
+    )
+    stages = stage_table(clock, settings["n_patients"], patients=external)
     stages.to_csv(out / "stages.csv")
     settings = {
         **settings,
@@ -235,23 +259,34 @@ def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, c
 
 
 def _study_card(model, tables, labels, scores, profile, skipped, on_error, test_size, seed, *,
-                generated):  # fmt: skip
-    """The model card of the study's combined model: Table 5 on the TC and the VC as reported."""
+                generated, external=None):  # fmt: skip
+    """The model card of the study's combined model: Table 5 on the TC, the VC (and the EV) as
+    reported."""
     from ..model_card import missing_data_note, model_card
 
     source = ("synthetic cohort of p53radiomics.datasets.make_synthetic_cohort (no patient data; "
               f"random_state={seed})") if generated else None  # fmt: skip
     split = (f"random stratified split (random_state={seed}) into a training cohort (TC, "
              f"{1 - test_size:.0%}) and a held-out validation cohort (VC, {test_size:.0%})")  # fmt: skip
+    cohorts = {"TC": "training cohort (thresholds chosen here: apparent performance)",
+               "VC": "held-out validation cohort (internal validation, same source)"}  # fmt: skip
+    if external is not None:
+        scanners = ", ".join(sorted(map(str, external[0]["scanner"].unique()))) if (
+            "scanner" in external[0]) else "not recorded"  # fmt: skip
+        split += (f"; an external validation cohort ({EXTERNAL}, {len(external[0])} patients)"
+                  + (f", generated with random_state={external_random_state(seed)}" if generated else ""))  # fmt: skip
+        cohorts[EXTERNAL] = (
+            f"external validation cohort (scanners {scanners}"
+            + (", none of them in the TC or the VC" if generated else "")
+            + "), at the TC's thresholds"
+        )
     limitations = [*profile.notes] + (["Trained on a synthetic cohort: its figures say nothing "
                                        "about patients."] if generated else [])  # fmt: skip
     return model_card(
         model, table5=tables["table5"], labels=labels, scores=scores,
         table1=tables["table1"]["TC"], data_source=source,
         missing_data=missing_data_note(skipped, on_error), validation_scheme=split,
-        cohorts={"TC": "training cohort (thresholds chosen here: apparent performance)",
-                 "VC": "held-out validation cohort (internal validation, same source)"},
-        settings={"profile": profile.name}, limitations=limitations,
+        cohorts=cohorts, settings={"profile": profile.name}, limitations=limitations,
     )  # fmt: skip
 
 
@@ -271,6 +306,9 @@ def run_study(
     on_error="raise",
     pos_label=None,
     n_repeated=None,
+    n_external=None,
+    X_external=None,
+    y_external=None,
 ):
     """Run the study end to end and write its tables, figures, model and report under `out`.
 
@@ -279,7 +317,11 @@ def run_study(
     (characteristics by class in each cohort), Table 2 (univariable and multivariable odds ratios
     in the TC), the CNN comparison over backbones in MC and FF modes (Tables 3 and 4), the
     clinical, radiomics, DL and combined models (Table 5) with DeLong tests, the nomogram,
-    calibration and decision curves, and Grad-CAM panels.
+    calibration and decision curves, and Grad-CAM panels. With an external cohort (EV: the synthetic
+    one, generated from scanners absent from the development cohort, or `X_external`), Table 5,
+    the DeLong tests, the figures and the model card have its rows too, at the TC's thresholds,
+    and the ``harmonisation_effect`` table shows the radiomics model without and with ComBat
+    harmonisation in the VC and the EV.
 
     Parameters
     ----------
@@ -315,12 +357,24 @@ def run_study(
     n_repeated : int or None, default=None
         Patients of the synthetic cohort whose ROIs are drawn again (``None``: the study's share,
         30 of 320); with 2 or more, the report has the ICCs between readers and sessions.
+    n_external : int or None, default=None
+        Patients of the synthetic external cohort (EV), generated with the synthetic cohort into
+        ``out/external`` from :data:`~p53radiomics.datasets.EXTERNAL_SCANNERS` (none of which the
+        development cohort has), seeded by ``random_state + 1``. ``None``: a fifth of
+        `n_patients` (64 for 320; at least 6), which keeps the demo within its time budget;
+        ``0``: no external cohort. Otherwise at least 2 patients per external scanner (6):
+        fewer is refused. With `X` given, only ``None`` or ``0``.
+    X_external, y_external : pandas.DataFrame and pandas.Series, default=None
+        Your external cohort and its labels, with `X`: checked as `X` is (the clinical columns
+        included), scored at the TC's thresholds. The harmonisation table needs its ``scanner``
+        column.
 
     Returns
     -------
     results : StudyResult
-        The tables (DataFrames) by name, the fitted combined model, the timings, the skipped
-        patients and the stage table (``results.stages``: wall time, CPU time and peak memory of
+        The tables (DataFrames) by name (``harmonisation_effect`` with an external cohort, see
+        :func:`~p53radiomics.study.harmonisation_effect`), the fitted combined model, the
+        timings, the skipped patients and the stage table (``results.stages``: wall time, CPU time and peak memory of
         each stage, also in ``settings.json``, at the end of ``report.html`` and of the console
         output, with seconds per patient to extrapolate a short run); also readable as the dict earlier versions returned (``results["table5"]``,
         ``results["model"]``, ``results["timings"]``, ``results["skipped"]``).
@@ -328,6 +382,8 @@ def run_study(
     clock = StageClock()
     try:
         profile = resolve_profile(profile)
+        n_external = check_external_arguments(n_external, X, X_external, y_external)
+        n_external = default_n_external(n_patients) if n_external is None else n_external
         out = Path(out).resolve()  # the model stores its cache folder: never relative to a cwd
         out.mkdir(parents=True, exist_ok=True)
         clock.path = out / "stages.csv"
@@ -345,6 +401,11 @@ def run_study(
                 "table1": table1(split.X_tc, split.y_tc, split.X_vc, split.y_vc),
                 "table2": table2(split.X_tc, split.y_tc),
             }
+        external = external_cohort_stage(
+            out, X_external, y_external, n_external=n_external, voxel_scale=voxel_scale,
+            random_state=random_state, n_jobs=n_jobs, phases=phases, required_columns=clinical,
+            on_error=on_error, pos_label=pos_label, clock=clock,
+        )  # fmt: skip
         model = profile_pipeline(
             profile,
             clinical,
@@ -355,12 +416,16 @@ def run_study(
         )
         Xp = _cache_stage(model, X, clock)
         tables.update(_cnn_stage(profile, Xp, split, phases, random_state, clock))
-        model_tables, labels, scores, Xp_vc = _combined_stage(model, split, clock)
+        model_tables, labels, scores, Xp_vc, thresholds = _combined_stage(model, split, clock)
         tables.update(model_tables)
+        if external is not None:
+            tables.update(_external_stages(model, Xp, split, external, labels, scores,
+                                           thresholds, clock))  # fmt: skip
+            skipped = pd.concat([skipped, external[2]]) if len(external[2]) else skipped
         repro = reproducibility_stage(out, model, Xp, split, scores, phases, clock)
         tables.update(repro.tables)
         card = _study_card(model, tables, labels, scores, profile, skipped, on_error, test_size,
-                           random_state, generated=X_given is None)  # fmt: skip
+                           random_state, generated=X_given is None, external=external)  # fmt: skip
 
         clock.log("drawing figures")
         with clock.stage("figures", "figures"):
@@ -368,124 +433,15 @@ def run_study(
             gradcam_ids = list(split.vc[: profile.n_gradcam])
             figures.update(gradcam_figures(out, model, Xp_vc, gradcam_ids, phases))
         figures.update(repro.figures)
-        settings = {
-            "profile": profile.name,
-            **{k: v for k, v in asdict(profile).items() if k not in ("name", "notes")},
-        }
-        settings.update(n_patients=len(X), random_state=random_state, clinical_columns=clinical)
-        stages = _write_outputs(
-            out,
-            tables=tables,
-            model=model,
-            figures=figures,
-            profile=profile,
-            settings=settings,
-            skipped=skipped,
-            clock=clock,
-            card=card,
-            sections=[repro.section] + ([scanner_section(X)] if X_given is None else []),
-        )
+        settings = _settings(profile, X, random_state, clinical, external)
+        X_ev = None if external is None else external[0]
+        scanners = [scanner_section(X, X_ev)] if X_given is None else []
+        stages = _write_outputs(out, tables=tables, model=model, figures=figures, profile=profile,
+                                settings=settings, skipped=skipped, clock=clock, card=card,
+                                sections=[repro.section, *scanners])  # fmt: skip
     finally:
         clock.close()
     print_summary(tables, repro.summary)
     clock.log(f"done: report in {out / 'report.html'}")
     print_stages(stages)
     return StudyResult(tables, model, clock.timings, skipped, figures, stages)
-
-
-def evaluate_model(
-    model, X, y, out, *, phases=DEFAULT_PHASES, on_error="raise", random_state=0, pos_label=None,
-    card=None, cache_dir=None,
-):  # fmt: skip
-    """External validation of a fitted combined model: Table 5, DeLong tests, figures, report.
-
-    Parameters
-    ----------
-    model : Pipeline
-        A fitted :func:`~p53radiomics.make_paper_pipeline` model (e.g. ``joblib.load``-ed).
-    X, y : pandas.DataFrame and pandas.Series
-        The external cohort and its labels.
-    out : str or os.PathLike
-        Output folder.
-    phases : sequence of str
-        Phases of the model.
-    on_error : {"raise", "skip"}, default="raise"
-        ``"skip"`` leaves out patients with a bad file or value and lists them in the report.
-    random_state : int, default=0
-        Seeds the bootstrap bands of the ROC figure.
-    pos_label : object, default=None
-        The label of the P53-mutated class, where `y` is not 0/1 or booleans (see
-        :func:`prepare_cohort`).
-    card : dict, default=None
-        The model's card (:func:`~p53radiomics.model_card.read_model_card`): the external
-        cohort's performance and calibration are added to it, in the report, ``model_card.md``
-        and ``checklist.csv``; ``None`` makes a card of this evaluation alone.
-    cache_dir : str or os.PathLike, default=None
-        The per-case cache of the preprocessing and the radiomics extraction (``None``:
-        ``out/cache``). A cache shared by several evaluations of one cohort preprocesses and
-        extracts each case once; entries are keyed by file contents and settings, so sharing it
-        is safe.
-
-    Returns
-    -------
-    results : dict
-        ``table5``, ``delong``, ``skipped``, ``card``; and ``harmonisation``, the patients whose scanner
-        the model's ComBat step (``harmonize=True``) harmonised with its pooled estimates, where
-        there are any.
-    """
-    from ..model_card import (
-        card_report_sections,
-        extend_model_card,
-        missing_data_note,
-        model_card,
-        write_card_files,
-    )
-    from ..report import write_report
-
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    X, y, skipped = prepare_cohort(
-        X,
-        y,
-        phases,
-        required_columns=fitted_clinical_columns(model),
-        on_error=on_error,
-        pos_label=pos_label,
-    )
-    model = use_cache(model, out / "cache" if cache_dir is None else cache_dir)
-    with warnings.catch_warnings():
-        # the patients harmonised with pooled estimates are listed in the report instead
-        warnings.simplefilter("ignore", UnseenBatchWarning)
-        scores = {"External": branch_scores(model, X)}
-    labels = {"External": y}
-    # the decision thresholds are the ones stored with the model, chosen on its training cohort
-    tables = {
-        "table5": model_table(labels, scores, decision_thresholds(model)),
-        "delong": pd.DataFrame(delong_table(y, scores["External"], "External")),
-    }
-    pooled = pooled_harmonisation(model, X)
-    if pooled is not None and len(pooled):
-        tables["harmonisation"] = pooled
-    figures = study_figures(out, labels, scores, random_state)
-    for name, table in tables.items():
-        table.to_csv(out / f"{name}.csv")
-    external = {"External": "external validation cohort, at the training cohort's thresholds"}
-    if card is None:
-        card = model_card(model, table5=tables["table5"], labels=labels, scores=scores,
-                          cohorts=external, missing_data=missing_data_note(skipped, on_error))  # fmt: skip
-    else:
-        card = extend_model_card(card, table5=tables["table5"], labels=labels, scores=scores,
-                                 cohorts=external)  # fmt: skip
-    write_card_files(out, card)
-    write_report(
-        out / "report.html",
-        title="External validation of a fitted P53 model",
-        tables=tables,
-        figures=figures,
-        profile=None,
-        settings={"n_patients": len(X)},
-        skipped=skipped,
-        timings={},
-        sections=card_report_sections(card),
-    )
-    return {**tables, "skipped": skipped, "card": card}

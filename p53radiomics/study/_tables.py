@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - psutil comes with the dev extra's dask
     psutil = None
 
 from ..pipeline import MODEL_NAMES
-from ._profiles import deep_settings
+from ._profiles import deep_settings, lasso_candidates
 
 __all__ = [
     "LAB_BINS",
@@ -33,6 +33,7 @@ __all__ = [
     "cohort_characteristics",
     "delong_table",
     "model_table",
+    "performance_tables",
     "print_stages",
     "print_summary",
     "stage_table",
@@ -86,12 +87,15 @@ def table2_frame(X):
     return out
 
 
-def scanner_section(X):
-    """The report's section on the synthetic cohort's scanners: their settings and patients."""
+def scanner_section(X, X_external=None):
+    """The report's section on the synthetic cohort's scanners: their settings and patients, and
+    those of the external cohort (`X_external`, where there is one)."""
     from ..datasets import scanner_table
 
-    counts = X["scanner"].value_counts()
-    table = scanner_table(sorted(counts.index)).assign(patients=counts)
+    def table(cohort):
+        counts = cohort["scanner"].value_counts()
+        return scanner_table(sorted(counts.index)).assign(patients=counts)
+
     text = (
         "The synthetic cohort's scanners (p53radiomics.datasets.scanner_table). Voxel spacing, "
         "grey scale and offset, noise and bias field are removed by N4 correction, resampling and "
@@ -99,7 +103,14 @@ def scanner_section(X):
         "correlation (voxels) and enhancement ratios (AP / PVP / DP) are not: they are the scanner "
         "effects on texture that ComBat harmonisation is for."
     )
-    return ("Simulated scanners", [text, table])
+    parts = [text, table(X)]
+    if X_external is not None and "scanner" in X_external:
+        parts += [
+            "The external cohort's scanners (EV, p53radiomics.datasets.EXTERNAL_SCANNERS), none of "
+            "them in the development cohort: the model meets their effects for the first time.",
+            table(X_external),
+        ]
+    return ("Simulated scanners", parts)
 
 
 def table2(X_tc, y_tc):
@@ -160,6 +171,15 @@ def model_table(labels, scores, thresholds=None):
     return diagnostic_table(results, threshold=names)
 
 
+def performance_tables(labels, scores, thresholds):
+    """Table 5 (:func:`model_table`) and the DeLong tests (:func:`delong_table`) of every cohort
+    of `labels` (``{"TC": y, "VC": y, ...}``, in that order), at the given `thresholds`."""
+    delong = [
+        row for cohort, y in labels.items() for row in delong_table(y, scores[cohort], cohort)
+    ]
+    return {"table5": model_table(labels, scores, thresholds), "delong": pd.DataFrame(delong)}
+
+
 def cnn_comparison(profile, Xp, split, phases, random_state, log, stage=None):
     """Tables 3 and 4: each backbone in each mode, trained on the TC's crops of the preprocessed
     table `Xp`; ``{mode: table}``. `stage(name)`, a context manager (:meth:`StageClock.stage`),
@@ -192,6 +212,7 @@ def cnn_comparison(profile, Xp, split, phases, random_state, log, stage=None):
                     random_state=random_state,
                 )
                 model = Pipeline([(n, step) for n, step in branch.steps if n != "crop"])
+                model = lasso_candidates(model, profile)
                 model.fit(stack(split.tc), split.y_tc)
                 results[name] = {
                     "TC": (split.y_tc, model.predict_proba(stack(split.tc))[:, 1]),
@@ -224,6 +245,11 @@ def print_summary(tables, reproducibility=()):
                 print(tables[key][columns].round(3).to_string(index=False))
         print("\nDeLong tests")
         print(tables["delong"].round(4).to_string(index=False))
+        if tables.get("harmonisation_effect") is not None:
+            effect = tables["harmonisation_effect"]
+            print("\nThe radiomics model without and with ComBat harmonisation")
+            shown = [c for c in effect.columns if c.endswith(("(95% CI)", "share", "chance"))]
+            print(effect[shown].round(3).to_string())
         if reproducibility:
             print("\nReproducibility of the features (median feature's ICC, 95% CI)")
             print("\n".join(reproducibility))
@@ -383,19 +409,25 @@ STAGE_NOTE = (
     "threads), of its worker processes while they run (psutil) and of its ended child processes; "
     "peak_rss_mib: the main process's peak resident memory in the stage (MiB); peak_rss_all_mib: "
     "the largest total resident memory of the main and worker processes, sampled every 0.2 s; "
-    "*_per_patient: the stage's seconds divided by the run's number of patients, to extrapolate "
-    "a short run (--n-patients) to a larger cohort."
+    "*_per_patient: the stage's seconds divided by the number of patients it worked on (the "
+    "external cohort's for the external stages, the run's development cohort's for the others and "
+    "the total), to extrapolate a short run (--n-patients, --n-external) to a larger cohort."
 )
 
 
-def stage_table(clock, n_patients):
+def stage_table(clock, n_patients, patients=None):
     """The stages a :class:`StageClock` measured and the run's total, as a DataFrame indexed by
-    stage, with each stage's seconds per patient; ``attrs["n_patients"]`` is `n_patients`."""
+    stage, with each stage's seconds per patient: per `patients[stage]` where given (e.g. the
+    external cohort's stages), else per `n_patients`; ``attrs["n_patients"]`` is `n_patients`."""
     stages = pd.DataFrame(clock.rows)
     total = {**clock.total(), **stages[["peak_rss_mib", "peak_rss_all_mib"]].max()}
     table = pd.DataFrame([*clock.rows, total]).set_index("stage")
+    counts = pd.Series(n_patients, index=table.index, dtype=float)
+    for stage, n in (patients or {}).items():
+        if stage in counts.index:
+            counts[stage] = n
     for column in ("wall_s", "cpu_s"):
-        table[f"{column}_per_patient"] = table[column] / n_patients
+        table[f"{column}_per_patient"] = table[column] / counts
     table.attrs["n_patients"] = n_patients
     return table
 

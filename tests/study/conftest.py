@@ -13,8 +13,9 @@ import pytest
 # The smallest study that runs: 14 patients at voxel_scale 3 (8 and 6: about as few as the stratified
 # split and the 2-fold stacking take; at voxel_scale 4 a case's phase is constant in its body and
 # is refused), 6 of them with repeated ROIs (the default share would give 1), so that the
-# training cohort has 2 of them or more for the robustness filter.
-SMALL_STUDY = {"n_patients": 14, "voxel_scale": 3.0, "n_repeated": 6}
+# training cohort has 2 of them or more for the robustness filter; and the smallest external
+# cohort (EV) run_study accepts: 6 patients, 2 on each external scanner.
+SMALL_STUDY = {"n_patients": 14, "voxel_scale": 3.0, "n_repeated": 6, "n_external": 6}
 
 
 @pytest.fixture(scope="session")

@@ -62,18 +62,22 @@ def test_study_result_reads_as_the_dict_run_study_returned():
 def test_every_stage_is_measured(small_study, small_study_settings):
     out, result, _ = small_study
     stages = result.stages
-    names = ["cohort", "checks, split, Tables 1-2", "preprocessing", "radiomics extraction",
-             "CNN crops", "CNN MC_resnet18", "combined model", "evaluation", "reproducibility",
-             "figures", "report", "total"]  # fmt: skip
+    external = ["external cohort", "external checks", "external preprocessing",
+                "external radiomics extraction", "external evaluation"]  # fmt: skip
+    names = ["cohort", "checks, split, Tables 1-2", *external[:2], "preprocessing",
+             "radiomics extraction", "CNN crops", "CNN MC_resnet18", "combined model",
+             "evaluation", *external[2:], "harmonisation effect", "reproducibility", "figures",
+             "report", "total"]  # fmt: skip
     assert list(stages.index) == names
     assert stages.attrs["n_patients"] == small_study_settings["n_patients"]
     assert (stages["wall_s"] > 0).all() and (stages["cpu_s"] > 0).all()
     assert (stages["peak_rss_mib"] > 0).all() and (stages["peak_rss_all_mib"] > 0).all()
     assert (stages["peak_rss_all_mib"] >= stages["peak_rss_mib"]).all()
+    # per patient: the external stages per external patient, the others per development patient
+    n = pd.Series(small_study_settings["n_patients"], index=stages.index, dtype=float)
+    n[external] = small_study_settings["n_external"]
     for column in ("wall_s", "cpu_s"):
-        np.testing.assert_allclose(
-            stages[f"{column}_per_patient"], stages[column] / small_study_settings["n_patients"]
-        )
+        np.testing.assert_allclose(stages[f"{column}_per_patient"], stages[column] / n)
     # the stages cover the run: what is left is logging and building the pipeline (about a second;
     # on a busy machine a few percent of the run)
     total, parts = stages.loc["total"], stages.drop(index="total")
@@ -92,8 +96,10 @@ def test_every_stage_is_measured(small_study, small_study_settings):
     )
     for key, stage in (("cohort", "cohort"), ("preprocessing", "preprocessing"),
                        ("radiomics", "radiomics extraction"), ("combined_model", "combined model"),
-                       ("evaluation", "evaluation"), ("figures", "figures"), ("report", "report")):  # fmt: skip
+                       ("evaluation", "evaluation"), ("figures", "figures"), ("report", "report"),
+                       ("harmonisation", "harmonisation effect")):  # fmt: skip
         assert timings[key] == stages.loc[stage, "wall_s"], key
+    assert timings["external"] == pytest.approx(stages.loc[external, "wall_s"].sum())
 
 
 def test_the_stage_table_is_in_the_settings_and_at_the_end_of_the_report(
@@ -126,9 +132,13 @@ def test_n_jobs_gives_the_same_table5(
     # without Tables 3-4, which Table 5 does not depend on: its models are fitted apart, each
     # seeded by random_state without torch's global random state
     no_comparison = dataclasses.replace(small_profile, modes=())
-    two_jobs = run_study(tmp_path, X, y, profile=no_comparison, n_jobs=2)
-    pd.testing.assert_frame_equal(two_jobs.tables["table5"], one_job.tables["table5"])
-    pd.testing.assert_frame_equal(two_jobs.tables["delong"], one_job.tables["delong"])
+    X_ev, y_ev = read_cohort_csv(out / "external" / "cohort.csv", label="p53")
+    # the same external cohort given as the user's (X_external): the same EV rows
+    two_jobs = run_study(tmp_path, X, y, profile=no_comparison, n_jobs=2, X_external=X_ev,
+                         y_external=y_ev)  # fmt: skip
+    for name in ("table5", "delong", "harmonisation_effect"):
+        pd.testing.assert_frame_equal(two_jobs.tables[name], one_job.tables[name], obj=name)
+    assert not (tmp_path / "external").exists()  # nothing generated
     assert "cohort" not in two_jobs.stages.index and "cohort" not in two_jobs.timings
     # the worker processes' CPU time and memory are counted (psutil): the same N4 work, done in
     # the workers, is not lost from the stage's CPU time, and their memory adds to the main one's
