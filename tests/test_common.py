@@ -37,8 +37,8 @@ NUMERIC = {
 # of one); its module runs check_image_estimator on tables with a scanner column, and its own
 # clone, pickle, set_output, feature-name and not-fitted tests.
 IMAGE_LEVEL = {
-    "N4Resampler": "preprocessing/test_n4_and_crops",
-    "LargestSliceCropper": "preprocessing/test_n4_and_crops",
+    "N4Resampler": "preprocessing/test_n4",
+    "LargestSliceCropper": "preprocessing/test_slices",
     "RadiomicsExtractor": "radiomics/test_extractor",
     "ComBatHarmonizer": "harmonization/test_combat",
 }

@@ -1,9 +1,11 @@
-"""What the tests of p53radiomics.deep share: one torch thread and a seed for every test, and the
-toy crops their CNNs learn from."""
+"""What the tests of p53radiomics.deep share: one torch thread and a seed for every test, the toy
+crops their CNNs learn from, tiny crops and a featurizer that fits on them in about a second."""
 
 import numpy as np
 import pytest
 import torch
+
+from p53radiomics.deep import SkorchCNNFeaturizer
 
 TOY_SIZE = 64  # the side of make_toy's crops
 HALF = TOY_SIZE // 2
@@ -47,6 +49,17 @@ def _tiny25(n=8, seed=0, size=32):
     return X, np.arange(n) % 2
 
 
+def _tiny(n=8, seed=0, size=32):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3, size, size)).astype(np.float32), np.arange(n) % 2
+
+
+def _quick(**params):
+    """A featurizer that fits in about a second on tiny crops."""
+    defaults = {"mode": "mc", "n_components": 2, "max_epochs": 1, "batch_size": 8}
+    return SkorchCNNFeaturizer(**{**defaults, **params, "device": "cpu", "random_state": 0})
+
+
 @pytest.fixture(scope="session")
 def make_toy():
     """``make_toy(n, seed=0, side=14)``: crops (n, 3, 64, 64) where the "mutant" half holds a bright
@@ -64,3 +77,17 @@ def tiny25():
 def toy(make_toy):
     """``make_toy(32)``, once per test module."""
     return make_toy(32)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(n=8, seed=0, size=32)``: noise crops (n, 3, size, size) and labels 0, 1, 0, 1, ..."""
+    return _tiny
+
+
+@pytest.fixture(scope="session")
+def quick():
+    """``quick(**params)``: a SkorchCNNFeaturizer that fits in about a second on tiny crops (MC, 2
+    components, 1 epoch, batches of 8, unless `params` say otherwise; always on the CPU, with
+    random_state=0)."""
+    return _quick
