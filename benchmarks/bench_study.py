@@ -1,4 +1,5 @@
-"""Table 5 of the demo over several seeds: each model's AUC in the training and validation cohorts.
+"""Table 5 of the demo over several seeds: each model's AUC in the training, validation and external
+cohorts, and the radiomics model's AUC without and with ComBat harmonisation.
 
 Ninety-six validation patients make one AUC noisy (its 95% interval spans about +-0.1), so one demo
 run cannot say whether the synthetic cohort tells the study's story (issue 18): the clinical and
@@ -7,13 +8,18 @@ them, the combined model at least as good as the best single model. This script 
 (:func:`p53radiomics.study.run_study`, a new synthetic cohort and split per seed) for seeds
 0 .. N-1 and prints, per model and cohort, the mean +- SD of the AUC over the seeds, each seed's
 AUC, and how often the combined model is at least as good as the best single model in the
-validation cohort.
+validation cohort. Each demo also scores its model on a synthetic external site (EV, three scanners
+absent from training, ``--n-external`` patients; the demo's default without it) and refits its
+radiomics model without ComBat, with ComBat (pooled estimates for the external scanners) and with
+ComBat adapted to the external scanners (the demo's ``harmonisation_effect`` table): the mean +- SD
+of those AUCs and of the between-scanner share of the features is printed too.
 
     python benchmarks/bench_study.py [--seeds 5] [--profile quick] [--n-patients 320]
-                                     [--n-jobs -1] [--out DIR] [--csv FILE]
+                                     [--n-external N] [--n-jobs -1] [--out DIR] [--csv FILE]
 
 Each seed writes its demo output under ``DIR/seed<k>`` (a temporary folder, deleted afterwards,
-without ``--out``); ``--csv`` saves every seed's Table 5 rows.
+without ``--out``); ``--csv`` saves every seed's Table 5 rows (and, beside it, ``*_harmonisation.csv``
+every seed's harmonisation table).
 """
 
 import argparse
@@ -30,14 +36,27 @@ from p53radiomics.study import run_study
 # The models of Table 5, in its order, and the single models the combined one is compared with.
 SINGLE = ("Clinical model", "Radiomics model", "DL model")
 COMBINED = "Combined model"
+COHORTS = ("TC", "VC", "EV")
+#: The harmonisation table's columns summarised over the seeds.
+HARMONISATION = ("VC AUC", "EV AUC", "VC between-scanner share", "EV between-scanner share")
 
 
 def _summary(rows):
     """Mean, SD and each seed's AUC per (model, cohort), in Table 5's order."""
     table = rows.pivot_table(index=["model", "cohort"], columns="seed", values="auc")
-    order = [(m, c) for m in (*SINGLE, COMBINED) for c in ("TC", "VC") if (m, c) in table.index]
+    order = [(m, c) for m in (*SINGLE, COMBINED) for c in COHORTS if (m, c) in table.index]
     table = table.loc[order]
     return table.assign(mean=table.mean(axis=1), sd=table.std(axis=1, ddof=1))
+
+
+def _print_harmonisation(table, n_seeds):
+    """Mean +- SD over the seeds of each harmonisation setting's AUCs and between-scanner shares."""
+    print(f"\nThe radiomics model without and with ComBat over {n_seeds} seeds: mean +- SD "
+          "(between-scanner share: the median feature's share of variance between scanners)")  # fmt: skip
+    key = table.columns[0]  # the setting, the harmonisation table's index
+    for setting, group in table.groupby(key, sort=False):
+        cells = [f"{c} {group[c].mean():.3f} +- {group[c].std(ddof=1):.3f}" for c in HARMONISATION]
+        print(f"  {setting}: " + ", ".join(cells))
 
 
 def main(argv=None):
@@ -45,6 +64,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--n-patients", type=int, default=320)
+    parser.add_argument("--n-external", type=int, default=None, help="default: the demo's")
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--out", type=Path, default=None, help="kept; default: a temp folder")
     parser.add_argument("--csv", type=Path, default=None, help="every seed's Table 5 rows")
@@ -53,16 +73,19 @@ def main(argv=None):
         parser.error("--seeds must be 2 or more (an SD needs two seeds)")
     work = args.out or Path(tempfile.mkdtemp(prefix="bench_study_"))
     start = time.perf_counter()
-    rows = []
+    rows, harmonisation = [], []
     try:
         for seed in range(args.seeds):
             t = time.perf_counter()
             # no repeated ROIs: the reproducibility stage's cost saved, the same images and Table 5
             result = run_study(work / f"seed{seed}", profile=args.profile,
                                n_patients=args.n_patients, random_state=seed, n_jobs=args.n_jobs,
-                               n_repeated=0)  # fmt: skip
+                               n_repeated=0, n_external=args.n_external)  # fmt: skip
             table5 = result.tables["table5"]
             rows.append(table5[["model", "cohort", "n", "auc"]].assign(seed=seed))
+            if result.tables.get("harmonisation_effect") is not None:
+                effect = result.tables["harmonisation_effect"]
+                harmonisation.append(effect[list(HARMONISATION)].assign(seed=seed).reset_index())
             vc = table5[table5["cohort"] == "VC"].set_index("model")["auc"]
             print(f"seed {seed}: VC AUC " + ", ".join(f"{m} {a:.3f}" for m, a in vc.items())
                   + f" ({time.perf_counter() - t:.0f} s)", flush=True)  # fmt: skip
@@ -74,6 +97,9 @@ def main(argv=None):
     rows = pd.concat(rows, ignore_index=True)
     if args.csv is not None:
         rows.to_csv(args.csv, index=False)
+        if harmonisation:
+            pd.concat(harmonisation).to_csv(args.csv.with_name(f"{args.csv.stem}_harmonisation.csv"),
+                                            index=False)  # fmt: skip
     summary = _summary(rows)
     print()
     print(f"Table 5 AUC over {args.seeds} seeds (synthetic cohort of {args.n_patients} patients, "
@@ -85,6 +111,8 @@ def main(argv=None):
     best_single = vc.loc[list(SINGLE), list(range(args.seeds))].max()
     wins = int((vc.loc[COMBINED, list(range(args.seeds))] >= best_single).sum())
     print(f"combined model >= best single model in VC: {wins} of {args.seeds} seeds")
+    if harmonisation:
+        _print_harmonisation(pd.concat(harmonisation, ignore_index=True), args.seeds)
     print(f"total {time.perf_counter() - start:.0f} s on {platform.machine()} "
           f"({platform.python_implementation()} {platform.python_version()})")  # fmt: skip
 
