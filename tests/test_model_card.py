@@ -1,8 +1,9 @@
 """The model card and the reporting checklist, built from a small fitted model and stored in the
 model file. The command line's side (fit writes a .p53 file with its card, evaluate adds the
 external cohort as the report's Table 5 has it, predict reads both formats and warns once on a
-joblib pickle, the card command) is tested in tests/test_cli.py on the model fitted there; the
-demo's card against its Table 5 in tests/study/test_run.py, on the study run there."""
+joblib pickle, the card command) is tested in tests/cli/test_fit_evaluate_predict.py on the model
+fitted there; the demo's card against its Table 5 in tests/study/test_run.py, on the study run
+there."""
 
 import json
 

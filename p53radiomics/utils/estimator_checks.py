@@ -187,6 +187,23 @@ def _check_inputs_unchanged(name, X, X_copy, snapshot):
         assert now == state, f"{name} modified files in an input folder {str(folder)!r}"
 
 
+def _check_clone(estimator, name, params):
+    """A clone of `estimator`, checked: its parameters unchanged, ``set_params`` returning it, no
+    fitted attribute."""
+    cloned = clone(estimator)
+    assert cloned is not estimator
+    for key, value in params.items():
+        other = cloned.get_params(deep=False)[key]
+        assert other is value or repr(other) == repr(value), (
+            f"{name}: clone changed parameter {key!r}"
+        )
+    assert cloned.set_params(**params) is cloned, f"{name}: set_params must return self"
+    assert not [a for a in vars(cloned) if a.endswith("_") and not a.startswith("_")], (
+        f"{name}: an unfitted estimator must not hold fitted attributes"
+    )
+    return cloned
+
+
 def check_image_estimator(estimator, X, y=None, *, rtol=1e-6, atol=1e-8):
     """Run the estimator checks that apply to a step taking a cohort table of images.
 
@@ -217,20 +234,8 @@ def check_image_estimator(estimator, X, y=None, *, rtol=1e-6, atol=1e-8):
     """
     name = type(estimator).__name__
     tags = estimator.__sklearn_tags__()
-
-    # clone and parameters
     params = estimator.get_params(deep=False)
-    cloned = clone(estimator)
-    assert cloned is not estimator
-    for key, value in params.items():
-        other = cloned.get_params(deep=False)[key]
-        assert other is value or repr(other) == repr(value), (
-            f"{name}: clone changed parameter {key!r}"
-        )
-    assert cloned.set_params(**params) is cloned, f"{name}: set_params must return self"
-    assert not [a for a in vars(cloned) if a.endswith("_") and not a.startswith("_")], (
-        f"{name}: an unfitted estimator must not hold fitted attributes"
-    )
+    cloned = _check_clone(estimator, name, params)
 
     # not fitted
     if tags.requires_fit:

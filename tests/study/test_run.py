@@ -1,5 +1,5 @@
 """The study package's own pieces, and one small study run in process: its stage table, and the
-same Table 5 whatever n_jobs (tests/test_cli.py runs the study as a user does). The study is
+same Table 5 whatever n_jobs (tests/cli/test_demo.py runs the study as a user does). The study is
 tests/study/conftest.py's small_study, shared with tests/study/test_reproducibility.py."""
 
 import dataclasses

@@ -1,19 +1,8 @@
-"""The command line, run as a user runs it, on small cohorts.
+"""``fit``, ``evaluate``, ``predict`` and ``card`` on small synthetic cohorts, through the console
+script's entry point in this process (:mod:`tests.cli.runner`): a model fitted once per module,
+its file, its card, and the bad inputs and rows each command refuses or skips, in one line naming
+the patient and the column."""
 
-The console script itself runs in a subprocess for ``--help``, a bad sub-command and the whole
-demo. The other jobs (fit, evaluate, predict and their bad inputs) call the same entry point,
-:func:`p53radiomics.cli.main`, in this process with the same arguments: a subprocess would spend
-most of its time importing torch and PyRadiomics again, once per call. What a user would see is
-what these tests read: the exit code, the standard output and error, and warnings, which the
-in-process runner formats onto standard error as Python's default handler does.
-"""
-
-import contextlib
-import io
-import shutil
-import subprocess
-import sys
-import warnings
 import zipfile
 
 import joblib
@@ -21,158 +10,15 @@ import pandas as pd
 import pytest
 
 from p53radiomics import load_model
-from p53radiomics.cli import PICKLE_WARNING, main
+from p53radiomics.cli import PICKLE_WARNING
 from p53radiomics.datasets import make_synthetic_cohort
 from p53radiomics.model_card import format_model_card, read_model_card
 from p53radiomics.pipeline import MODEL_NAMES
+from tests.cli.runner import absolute_table, listing, one_line_error, run_cli
 
 # Under `make test` (pytest-xdist, --dist loadgroup) the tests that share the fitted model go to
 # one worker (their module-scoped fixtures are built once); the others are spread out.
 fitted_model_group = pytest.mark.xdist_group("test_cli_fitted_model")
-
-
-def _console(*args, cwd=None):
-    """The installed console script (or ``python -m p53radiomics.cli``) in a subprocess."""
-    exe = shutil.which("p53radiomics")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "p53radiomics.cli", *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, encoding="utf-8", cwd=cwd, timeout=900
-    )
-
-
-def _run(*args):
-    """``p53radiomics ARGS`` through the console script's entry point, in this process."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with (
-        contextlib.redirect_stdout(stdout),
-        contextlib.redirect_stderr(stderr),
-        warnings.catch_warnings(record=True) as caught,
-    ):
-        warnings.simplefilter("default")
-        try:
-            code = main(list(args))
-        except SystemExit as exit_:  # argparse's usage errors
-            code = exit_.code
-    for w in caught:
-        stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
-    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
-
-
-def _listing(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-@pytest.mark.parametrize("command", [[], ["demo"], ["fit"], ["evaluate"], ["predict"], ["card"]])
-def test_help(command):
-    result = _console(*command, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "usage: p53radiomics" in result.stdout
-
-
-def test_fit_options_reach_the_pipeline():
-    from p53radiomics.cli import build_parser
-    from p53radiomics.study import profile_pipeline
-
-    args = build_parser().parse_args(
-        ["fit", "--cohort", "c.csv", "--label", "p53", "--out", "m.joblib"]
-        + ["--harmonize", "--context-slices", "2"]
-    )
-    assert (args.harmonize, args.context_slices) == (True, 2)
-    model = profile_pipeline(
-        "smoke", ["ltd"], harmonize=args.harmonize, context_slices=args.context_slices
-    )
-    params = model.get_params()
-    assert params["fusion__radiomics__harmonize__batch_column"] == "scanner"
-    assert params["fusion__radiomics__extract__passthrough"] == ("scanner",)
-    assert params["fusion__deep__crop__context_slices"] == 2
-    assert params["fusion__deep__cnn__n_phases"] == 3
-    default = build_parser().parse_args(
-        ["fit", "--cohort", "c.csv", "--label", "p53", "--out", "m.joblib"]
-    )
-    assert (default.harmonize, default.context_slices) == (False, 0)
-
-
-def test_unknown_command_fails_with_usage():
-    result = _console("fly")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
-
-
-def test_demo_runs_the_study_and_writes_only_under_out(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    out = tmp_path / "out"
-    result = _console(
-        "demo",
-        "--out",
-        str(out),
-        "--profile",
-        "smoke",
-        "--n-patients",
-        "14",  # 8 and 6: about the fewest the 7:3 split and the 2-fold stacking take
-        "--voxel-scale",
-        "3",
-        "--n-jobs",
-        "1",
-        "--n-external",
-        "0",  # no external cohort: tests/study/ runs the study with one
-        cwd=work,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "DeLong"):
-        assert heading in result.stdout
-    for name in (
-        "report.html",
-        "table1.csv",
-        "table2.csv",
-        "table3.csv",
-        "table4.csv",
-        "table5.csv",
-        "delong.csv",
-        "model.p53",
-        "model_card.md",
-        "checklist.csv",
-        "roc_vc.png",
-        "nomogram.png",
-    ):
-        assert (out / name).is_file(), name
-    report = (out / "report.html").read_text(encoding="utf-8")
-    for heading in (
-        "Table 1.",
-        "Table 2.",
-        "Table 3.",
-        "Table 4.",
-        "Table 5.",
-        "DeLong tests",
-        "Figures",
-        "Grad-CAM",
-        "Profile: smoke",
-    ):
-        assert heading in report, heading
-    assert (
-        report.count('<img src="data:image/png;base64,') >= 8
-    )  # figures embedded: readable offline
-    table5 = pd.read_csv(out / "table5.csv")
-    assert list(table5["model"].unique()) == [
-        "Clinical model",
-        "Radiomics model",
-        "DL model",
-        "Combined model",
-    ]
-    assert list(table5["cohort"].unique()) == ["TC", "VC"]  # --n-external 0: no EV
-    assert not (out / "external").exists() and not (out / "harmonisation_effect.csv").exists()
-    assert list(work.iterdir()) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]
-
-
-@pytest.mark.parametrize("value", ["3", "-2"])
-def test_demo_refuses_a_bad_n_external_before_any_work(tmp_path, value):
-    result = _run("demo", "--out", str(tmp_path / "out"), "--n-external", value)
-    assert result.returncode == 2
-    _one_line_error(result, "--n-external", "n_external")
-    assert (
-        "2 patients on each of its 3 scanners" in result.stderr or "integer >= 0" in result.stderr
-    )
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +35,9 @@ def cohorts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fitted_model(cohorts, tmp_path_factory):
     train, _ = cohorts
-    before = _listing(train)
+    before = listing(train)
     out = tmp_path_factory.mktemp("model") / "model.p53"
-    result = _run(
+    result = run_cli(
         "fit",
         "--cohort",
         str(train / "cohort.csv"),
@@ -207,7 +53,7 @@ def fitted_model(cohorts, tmp_path_factory):
         "1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _listing(train) == before  # nothing written into the input folder
+    assert listing(train) == before  # nothing written into the input folder
     return out
 
 
@@ -226,7 +72,7 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
     model = tmp_path / "model.p53"
     # the other model's per-case cache serves this one: the same cases, the same preprocessing
     shared_cache = fitted_model.with_name("model_cache")
-    result = _run(
+    result = run_cli(
         *("fit", "--cohort", str(train / "cohort.csv"), "--label", "p53", "--out", str(model)),
         *("--profile", "smoke", "--mode", "mc", "--n-jobs", "1"),
         *("--harmonize", "--context-slices", "1"),
@@ -247,7 +93,7 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
     assert set(combat.batches_) | set(combat.pooled_batches_) == set(X_train["scanner"])
     expected = X_ext.index[~X_ext["scanner"].isin(combat.batches_)]
     assert len(expected)  # the test needs a scanner that training could not estimate
-    result = _run(
+    result = run_cli(
         *("evaluate", "--model", str(model), "--cohort", str(external / "cohort.csv")),
         *("--label", "p53", "--out", str(tmp_path / "eval"), "--cache-dir", str(external_cache)),
     )
@@ -265,11 +111,11 @@ def test_harmonised_2_5d_model_reports_the_scanners_it_could_not_harmonise(
 @fitted_model_group
 def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
     _, external = cohorts
-    before = _listing(external)
+    before = listing(external)
     model_cache = fitted_model.with_name("model_cache")
     assert model_cache.is_dir()  # fit keeps its per-case cache beside the model
-    cache_before = _listing(model_cache)
-    result = _run(
+    cache_before = listing(model_cache)
+    result = run_cli(
         "evaluate",
         "--model",
         str(fitted_model),
@@ -297,7 +143,7 @@ def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
     checklist = pd.read_csv(tmp_path / "eval" / "checklist.csv", keep_default_na=False)
     calibration = checklist.loc[checklist["topic"] == "calibration", "answer"].item()
     assert "TC:" in calibration and "External:" in calibration
-    result = _run(
+    result = run_cli(
         "predict",
         "--model",
         str(fitted_model),
@@ -316,16 +162,16 @@ def test_fit_evaluate_predict(cohorts, fitted_model, tmp_path, monkeypatch):
         "prediction",
     ]
     assert len(predictions) == 10 and predictions["p_combined"].between(0, 1).all()
-    assert _listing(external) == before
+    assert listing(external) == before
     # the model's own cache (beside it, from fit) is not written by evaluate or predict elsewhere
     assert (tmp_path / "eval" / "cache").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "pred.csv"]
-    assert _listing(model_cache) == cache_before
+    assert listing(model_cache) == cache_before
     # the same model as a joblib pickle predicts the same, after one line of warning
     pickle = tmp_path / "pickle" / "model.joblib"
     pickle.parent.mkdir()
     joblib.dump(load_model(fitted_model), pickle)
-    result = _run(
+    result = run_cli(
         *("predict", "--model", str(pickle), "--cohort", str(external / "cohort.csv")),
         *("--out", str(tmp_path / "pickle" / "pred.csv")),
         *("--cache-dir", str(tmp_path / "eval" / "cache")),  # the cases evaluate preprocessed
@@ -352,11 +198,11 @@ def test_fit_writes_a_p53_file_with_its_card(fitted_model):
 
 @fitted_model_group
 def test_card_command_prints_the_card_and_refuses_a_pickle(fitted_model, tmp_path):
-    result = _run("card", str(fitted_model))
+    result = run_cli("card", str(fitted_model))
     assert result.returncode == 0, result.stderr
     assert result.stdout == format_model_card(read_model_card(fitted_model))
     joblib.dump(load_model(fitted_model), tmp_path / "model.joblib")
-    result = _run("card", str(tmp_path / "model.joblib"))
+    result = run_cli("card", str(tmp_path / "model.joblib"))
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
     assert "not a zip archive" in result.stderr
@@ -370,11 +216,11 @@ def test_a_refused_model_file_is_one_line_and_exit_code_2(cohorts, fitted_model,
         for name in src.namelist():
             data = src.read(name)
             dst.writestr(name, data + b" " if name == "metadata.json" else data)
-    result = _run(
+    result = run_cli(
         *("predict", "--model", str(damaged), "--cohort", str(external / "cohort.csv")),
         *("--out", str(tmp_path / "p.csv")),
     )
-    _one_line_error(result, "metadata.json")
+    one_line_error(result, "metadata.json")
     assert result.stderr.startswith("p53radiomics predict: error:")
     assert not (tmp_path / "p.csv").exists()
 
@@ -384,11 +230,11 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(
     cohorts, fitted_model, external_cache, tmp_path
 ):
     _, external = cohorts
-    table = _absolute_table(external)
+    table = absolute_table(external)
     table.loc[2, "pvp"] = str(tmp_path / "missing.nii.gz")
     bad = tmp_path / "bad.csv"
     table.to_csv(bad, index=False)
-    result = _run(
+    result = run_cli(
         "predict",
         "--model",
         str(fitted_model),
@@ -400,7 +246,7 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(
     assert result.returncode != 0
     assert "error: patient 'P0003', column 'pvp': file not found" in result.stderr
     assert "Traceback" not in result.stderr
-    result = _run(
+    result = run_cli(
         "evaluate",
         "--model",
         str(fitted_model),
@@ -418,7 +264,7 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
     assert "Skipped patients (1)" in report and "P0003" in report and "file not found" in report
-    result = _run(
+    result = run_cli(
         "predict",
         "--model",
         str(fitted_model),
@@ -435,55 +281,38 @@ def test_bad_rows_name_patient_and_column_or_are_skipped(
     assert "P0003" not in pd.read_csv(tmp_path / "p.csv", index_col=0).index
 
 
-def _absolute_table(folder):
-    """The cohort CSV of `folder` with absolute paths, to be rewritten elsewhere."""
-    table = pd.read_csv(folder / "cohort.csv", dtype={"patient_id": str})
-    for column in ("ap", "pvp", "dp", "ap_mask", "pvp_mask", "dp_mask"):
-        table[column] = [str(folder / p) for p in table[column]]
-    return table
-
-
-def _one_line_error(result, *expected):
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    error = [line for line in result.stderr.splitlines() if ": error: " in line]
-    assert len(error) == 1, result.stderr
-    for text in expected:
-        assert text in error[0], error[0]
-
-
 @fitted_model_group
 def test_string_labels_need_a_positive_class_and_are_refused_before_any_image_work(
     cohorts, tmp_path
 ):
     train, _ = cohorts
-    table = _absolute_table(train)
+    table = absolute_table(train)
     table["p53"] = table["p53"].map({1: "pos", 0: "neg"})
     cohort = tmp_path / "strings.csv"
     table.to_csv(cohort, index=False)
     model = tmp_path / "model.joblib"
-    result = _run("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(model))
-    _one_line_error(result, "column 'p53'", "'neg'", "'pos'", "--positive")
+    result = run_cli("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(model))
+    one_line_error(result, "column 'p53'", "'neg'", "'pos'", "--positive")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["strings.csv"]  # no cache, no model
-    result = _run(
+    result = run_cli(
         *("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(model)),
         *("--positive", "mutant"),
     )
-    _one_line_error(result, "column 'p53'", "'mutant'", "'neg'", "'pos'")
+    one_line_error(result, "column 'p53'", "'mutant'", "'neg'", "'pos'")
 
 
 @fitted_model_group
 def test_missing_label_stops_fit_at_once_naming_patient_and_column(cohorts, tmp_path):
     train, _ = cohorts
-    table = _absolute_table(train)
+    table = absolute_table(train)
     table["p53"] = table["p53"].astype(float)
     table.loc[3, "p53"] = float("nan")
     cohort = tmp_path / "nan.csv"
     table.to_csv(cohort, index=False)
-    result = _run(
+    result = run_cli(
         *("fit", "--cohort", str(cohort), "--label", "p53", "--out", str(tmp_path / "m.joblib"))
     )
-    _one_line_error(result, f"patient {table.loc[3, 'patient_id']!r}", "column 'p53'", "missing")
+    one_line_error(result, f"patient {table.loc[3, 'patient_id']!r}", "column 'p53'", "missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.csv"]
 
 
@@ -495,15 +324,15 @@ def test_predict_without_a_clinical_column_of_the_model_is_one_line(
 
     _, external = cohorts
     needed = fitted_clinical_columns(load_model(fitted_model))
-    table = _absolute_table(external).drop(columns=[needed[0]])
+    table = absolute_table(external).drop(columns=[needed[0]])
     cohort = tmp_path / "no_column.csv"
     table.to_csv(cohort, index=False)
     for on_error in ("raise", "skip"):
-        result = _run(
+        result = run_cli(
             *("predict", "--model", str(fitted_model), "--cohort", str(cohort)),
             *("--out", str(tmp_path / "p.csv"), "--on-error", on_error),
         )
-        _one_line_error(result, f"column {needed[0]!r}")
+        one_line_error(result, f"column {needed[0]!r}")
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -512,7 +341,7 @@ def test_evaluate_string_labels_with_positive_and_skipped_missing_labels(
     cohorts, fitted_model, external_cache, tmp_path
 ):
     _, external = cohorts
-    table = _absolute_table(external)
+    table = absolute_table(external)
     missing = table.loc[4, "patient_id"]
     outputs = {}
     # the same patients labelled 0/1 and in words ("mutant" sorts before "wild-type", so a
@@ -525,7 +354,7 @@ def test_evaluate_string_labels_with_positive_and_skipped_missing_labels(
         labels[4] = None
         cohort = tmp_path / f"{kind}.csv"
         table.assign(p53=labels).to_csv(cohort, index=False)
-        result = _run(
+        result = run_cli(
             *("evaluate", "--model", str(fitted_model), "--cohort", str(cohort)),
             *("--label", "p53", "--out", str(tmp_path / kind), "--on-error", "skip", *extra),
             *("--cache-dir", str(external_cache)),
