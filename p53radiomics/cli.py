@@ -20,8 +20,7 @@ from pathlib import Path
 
 
 def _demo(args):
-    from .study import run_study
-    from .study._external import check_external_arguments
+    from .study import check_external_arguments, run_study
 
     try:  # before any work: one line, exit code 2
         check_external_arguments(args.n_external, None, None, None)

@@ -15,10 +15,11 @@ The package's modules, by stage: ``_profiles`` (:class:`Profile`, :data:`PROFILE
 """
 
 # MODEL_NAMES, PREOPERATIVE_COLUMNS, TABLE_COLUMNS and LAB_BINS stay importable from here, as
-# before the study became a package, but are not in __all__ (they were not then either)
+# before the study became a package, but are not in __all__ (they were not then either);
+# check_external_arguments is the command line's check of --n-external before any work
 from ..pipeline import MODEL_NAMES, use_cache  # noqa: F401
 from ._cohort import prepare_cohort, skip_bad_cases
-from ._external import evaluate_model
+from ._external import check_external_arguments, evaluate_model  # noqa: F401
 from ._harmonisation import HarmonisationEffect, harmonisation_effect
 from ._profiles import PREOPERATIVE_COLUMNS, PROFILES, Profile, profile_pipeline  # noqa: F401
 from ._run import StudyResult, run_study

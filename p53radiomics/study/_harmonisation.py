@@ -166,6 +166,44 @@ def harmonisation_effect(branch, Xp_train, y_train, cohorts, *, external, batch_
     ``by chance`` column (0.35 for 18 patients on 7 scanners). The pooled estimates apply one
     affine map to every unseen scanner, which leaves their share as it was raw. NaN in a cohort
     with a single scanner (``attrs["note"]`` says so).
+
+    Examples
+    --------
+    A development cohort on two scanners and an external one on the three external scanners,
+    2 patients each; four first-order features per phase:
+
+    >>> import tempfile
+    >>> from p53radiomics import N4Resampler
+    >>> from p53radiomics.datasets import EXTERNAL_SCANNERS, make_synthetic_cohort
+    >>> from p53radiomics.pipeline import make_radiomics_branch
+    >>> from p53radiomics.study import harmonisation_effect
+    >>> folder = tempfile.mkdtemp()
+    >>> X, y = make_synthetic_cohort(f"{folder}/dev", n_patients=16, n_scanners=2,
+    ...                              voxel_scale=3.0, random_state=0)
+    >>> X_ev, y_ev = make_synthetic_cohort(f"{folder}/ev", n_patients=6, scanners=EXTERNAL_SCANNERS,
+    ...                                    voxel_scale=3.0, random_state=1)
+    >>> n4 = N4Resampler(spacing=(2.0, 2.0, 2.0), n_iterations=(5, 5))
+    >>> Xp, Xp_ev = n4.transform(X), n4.transform(X_ev)
+    >>> params = {"imageType": {"Original": {}}, "setting": {"binCount": 16, "label": 1},
+    ...           "featureClass": {"firstorder": ["Mean", "Median", "Entropy", "Skewness"]}}
+    >>> branch = make_radiomics_branch(params=params, cv=2, cache_dir=f"{folder}/cache")
+    >>> effect = harmonisation_effect(branch, Xp, y, {"EV": (Xp_ev, y_ev)}, external="EV")
+    >>> for row in effect.table.index:
+    ...     print(row)
+    no harmonisation
+    ComBat, pooled estimates for the external scanners
+    ComBat adapted to the external scanners
+
+    The pooled estimates leave the external scanners' share as it was raw; adapting ComBat to
+    their features brings it below chance ((3 - 1) / (6 - 1) = 0.4):
+
+    >>> effect.table["EV between-scanner share"].round(2).tolist()
+    [0.37, 0.37, 0.1]
+    >>> effect.table["EV between-scanner share by chance"].round(2).tolist()
+    [0.4, 0.4, 0.4]
+    >>> print(effect.table.attrs["note"])
+    Adapted to the external scanners from the features of 6 external patients
+    (E1: 2, E2: 2, E3: 2), no label.
     """
     from ..metrics import roc_auc_ci
 

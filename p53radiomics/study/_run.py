@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..exceptions import CohortError
 from ..io import DEFAULT_PHASES
 from ..pipeline import branch_scores, fit_thresholds
 from ._cohort import prepare_cohort
@@ -142,15 +143,42 @@ def _cohort_stage(out, X, y, *, n_patients, voxel_scale, random_state, n_jobs, n
                                      n_repeated=n_repeated)  # fmt: skip
 
 
-def _split_stage(X, y, test_size, random_state, clock):
-    """The stratified split into TC and VC."""
+def _split_stage(X, y, test_size, random_state, cv, clock):
+    """The stratified split into TC and VC, refused where the TC is too small for `cv` folds."""
     from sklearn.model_selection import train_test_split
 
     y = pd.Series(y, index=X.index)
     tc, vc = train_test_split(X.index, test_size=test_size, stratify=y, random_state=random_state)
     split = _Split(tc, vc, X.loc[tc], X.loc[vc], y.loc[tc].to_numpy(), y.loc[vc].to_numpy())
+    _check_training_folds(split.y_tc, cv)
     clock.log(f"split: {len(tc)} training (TC), {len(vc)} validation (VC) patients")
     return split
+
+
+# The fewest patients of each class that a LASSO step's own cross-validation takes.
+_MIN_PER_CLASS = 2
+
+
+def _in_training_fold(n, cv):
+    """Patients of a class of `n` left in the smallest training fold of a stratified `cv`-fold
+    split (the test folds take ``ceil(n / cv)`` of them at most)."""
+    return n - -(-n // cv)
+
+
+def _check_training_folds(y_tc, cv):
+    """Refuse, before any image work, a TC whose `cv`-fold stacking leaves a training fold fewer
+    patients of a class than the LASSO steps fitted on it need (they would fail minutes later)."""
+    counts = pd.Series(y_tc).value_counts().reindex([0, 1], fill_value=0)
+    smallest = int(counts.min())
+    left = _in_training_fold(smallest, cv)
+    if left < _MIN_PER_CLASS:
+        need = next(n for n in range(1, 100) if _in_training_fold(n, cv) >= _MIN_PER_CLASS)
+        name = "P53-mutated" if counts[1] <= counts[0] else "wild-type"
+        raise CohortError(
+            f"the training cohort (TC) has {smallest} {name} patients: its {cv}-fold stacking "
+            f"leaves {left} of them in a training fold, and the LASSO steps fitted there need "
+            f"{_MIN_PER_CLASS}; the TC needs {need} patients of each class or more (a larger cohort)"
+        )
 
 
 def _cache_stage(model, X, clock):
@@ -396,7 +424,7 @@ def run_study(
             if len(skipped):
                 clock.log(f"skipped {len(skipped)} patients: " + ", ".join(map(str, skipped.index)))
             clinical = [c for c in clinical_columns if c in X.columns]
-            split = _split_stage(X, y, test_size, random_state, clock)
+            split = _split_stage(X, y, test_size, random_state, profile.cv, clock)
             tables = {
                 "table1": table1(split.X_tc, split.y_tc, split.X_vc, split.y_vc),
                 "table2": table2(split.X_tc, split.y_tc),

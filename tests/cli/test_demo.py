@@ -84,3 +84,17 @@ def test_demo_refuses_a_bad_n_external_before_any_work(tmp_path, value):
         "2 patients on each of its 3 scanners" in result.stderr or "integer >= 0" in result.stderr
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_a_cohort_too_small_for_its_folds_before_any_image_work(tmp_path):
+    # 12 patients: 8 in the TC, 3 of them wild-type; the smoke profile's 2-fold stacking leaves
+    # 1 of those in a training fold, where its LASSO steps cross-validate (they failed there,
+    # after the preprocessing, the extraction and the CNN comparison)
+    out = tmp_path / "out"
+    result = run_cli(
+        *("demo", "--out", str(out), "--profile", "smoke", "--n-patients", "12"),
+        *("--voxel-scale", "3", "--n-jobs", "1", "--n-external", "0"),
+    )
+    one_line_error(result, "the training cohort (TC) has 3 wild-type patients", "2-fold stacking")
+    assert "needs 4 patients of each class" in result.stderr
+    assert not (out / "cache").exists() and not (out / "table1.csv").exists()
