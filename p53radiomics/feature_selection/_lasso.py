@@ -13,6 +13,9 @@ from ..utils._sklearn import Interval, StrOptions, _fit_context, l1_logistic_reg
 
 __all__ = ["LassoSelector"]
 
+#: The fewest samples of each class that LassoSelector's own cross-validation takes.
+MIN_PER_CLASS = 2
+
 
 class LassoSelector(SelectorMixin, BaseEstimator):
     """Select the features with non-zero coefficients in a cross-validated L1 logistic regression.
@@ -135,9 +138,9 @@ class LassoSelector(SelectorMixin, BaseEstimator):
             return self.cv
         smallest = np.unique(y, return_counts=True)[1].min()
         folds = int(min(self.cv, smallest))
-        if folds < 2:
+        if folds < MIN_PER_CLASS:
             raise ValueError(
-                f"LassoSelector needs at least 2 samples of each class for cross-validation; the smallest class has {smallest}"
+                f"LassoSelector needs at least {MIN_PER_CLASS} samples of each class for cross-validation; the smallest class has {smallest}"
             )
         return StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
 

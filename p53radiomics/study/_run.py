@@ -2,6 +2,7 @@
 a fitted model (:func:`evaluate_model`) and the study's external cohort are in ``_external``, the
 harmonisation's effect in ``_harmonisation``."""
 
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..exceptions import CohortError
+from ..feature_selection._lasso import MIN_PER_CLASS
 from ..io import DEFAULT_PHASES
 from ..pipeline import branch_scores, fit_thresholds
 from ._cohort import prepare_cohort
@@ -155,10 +157,6 @@ def _split_stage(X, y, test_size, random_state, cv, clock):
     return split
 
 
-# The fewest patients of each class that a LASSO step's own cross-validation takes.
-_MIN_PER_CLASS = 2
-
-
 def _in_training_fold(n, cv):
     """Patients of a class of `n` left in the smallest training fold of a stratified `cv`-fold
     split (the test folds take ``ceil(n / cv)`` of them at most)."""
@@ -171,13 +169,13 @@ def _check_training_folds(y_tc, cv):
     counts = pd.Series(y_tc).value_counts().reindex([0, 1], fill_value=0)
     smallest = int(counts.min())
     left = _in_training_fold(smallest, cv)
-    if left < _MIN_PER_CLASS:
-        need = next(n for n in range(1, 100) if _in_training_fold(n, cv) >= _MIN_PER_CLASS)
+    if left < MIN_PER_CLASS:
+        need = next(n for n in itertools.count(1) if _in_training_fold(n, cv) >= MIN_PER_CLASS)
         name = "P53-mutated" if counts[1] <= counts[0] else "wild-type"
         raise CohortError(
             f"the training cohort (TC) has {smallest} {name} patients: its {cv}-fold stacking "
             f"leaves {left} of them in a training fold, and the LASSO steps fitted there need "
-            f"{_MIN_PER_CLASS}; the TC needs {need} patients of each class or more (a larger cohort)"
+            f"{MIN_PER_CLASS}; the TC needs {need} patients of each class or more (a larger cohort)"
         )
 
 
