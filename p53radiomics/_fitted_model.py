@@ -21,6 +21,7 @@ __all__ = [
     "fitted_branch",
     "fitted_clinical_columns",
     "pooled_harmonisation",
+    "radiomics_extractor",
     "use_cache",
 ]
 
@@ -81,6 +82,51 @@ def fitted_branch(model, name):
             f"the model has no branch {name!r}; its branches: {list(fusion.named_estimators_)}"
         )
     return fusion.named_estimators_[name]
+
+
+def radiomics_extractor(model):
+    """An unfitted copy of a combined model's radiomics extraction step, with its settings.
+
+    Its ``transform`` reads and fills the model's radiomics cache (the same settings, the same
+    keys) and leaves `model` as it was, with no per-case record (``diagnostics_``) of another
+    cohort: the study fills the cache this way for every patient before fitting.
+
+    Parameters
+    ----------
+    model : Pipeline
+        A :func:`~p53radiomics.make_paper_pipeline` model. Fitted, the copy has the fitted step's
+        settings (a cache folder set by :func:`use_cache` included); unfitted, the settings of
+        the radiomics branch it would fit.
+
+    Returns
+    -------
+    extract : RadiomicsExtractor
+        The copy, unfitted.
+
+    Raises
+    ------
+    ValueError
+        If the model's radiomics branch is ``"drop"``.
+
+    Examples
+    --------
+    >>> from p53radiomics import make_paper_pipeline
+    >>> from p53radiomics.pipeline import radiomics_extractor
+    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], cache_dir="features")
+    >>> extract = radiomics_extractor(model)
+    >>> type(extract).__name__, extract.cache_dir
+    ('RadiomicsExtractor', 'features')
+    >>> extract is model.get_params()["fusion__radiomics__extract"]
+    False
+    """
+    from sklearn.base import clone
+
+    fusion = model.named_steps["fusion"]
+    fitted = hasattr(fusion, "named_estimators_")
+    branch = fitted_branch(model, "radiomics") if fitted else fusion.get_params()["radiomics"]
+    if isinstance(branch, str):
+        raise ValueError("the model's radiomics branch is 'drop': it extracts no radiomics")
+    return clone(branch.named_steps["extract"])
 
 
 def fitted_clinical_columns(model):

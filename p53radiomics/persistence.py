@@ -8,11 +8,12 @@ parameters), an optional ``metadata.json`` and ``manifest.json`` (versions, the 
 other member, phases, input columns, feature names, training settings). The hashes catch damage,
 they are no signature: a file from elsewhere is safe to open because nothing in it runs. skops has
 no hook for what it cannot write (torch modules, pandas frames): a copy of the model holds
-stand-ins for them (``_CNNState``, ``_FrameState``), swapped back after loading.
+stand-ins for them (``_CNNState``, ``_FrameState``), swapped back after loading. What the image
+steps recorded about the cases of their last call (:data:`~p53radiomics.utils._cohort_step.CASE_RECORDS`:
+patient ids, image hashes) is left out of that copy unless ``keep_case_records=True``.
 """
 
 import copy
-import datetime
 import hashlib
 import json
 import os
@@ -25,16 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import safetensors.torch
-import sklearn
 import skops
 import skops.io
 import torch
-from sklearn.base import BaseEstimator
 from sklearn.compose import make_column_selector
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
-from ._version import __version__
+from ._manifest import FORMAT, FORMAT_VERSION, library_versions, make_manifest, type_name
 from .deep import SkorchCNNFeaturizer
 from .deep._net import featurizer_net
 from .exceptions import ModelFileError, ModelVersionWarning
@@ -43,13 +42,11 @@ from .fusion import StackingFusion
 from .harmonization import ComBatHarmonizer
 from .preprocessing import LargestSliceCropper, N4Resampler
 from .radiomics import RadiomicsExtractor
+from .utils._cohort_step import CASE_RECORDS, CohortStep
 
 __all__ = ["LIBRARY_TYPES", "SKLEARN_TYPES", "library_versions", "load_model", "read_manifest",
            "save_model"]  # fmt: skip
 
-#: File format version ``(major, minor)``: another major is refused, another minor warns.
-FORMAT_VERSION = (1, 0)
-_FORMAT = "p53radiomics-model"
 _MANIFEST, _SKOPS, _METADATA = "manifest.json", "model.skops", "metadata.json"
 _WEIGHTS = re.compile(r"weights/cnn\d+\.safetensors")
 
@@ -140,10 +137,6 @@ LIBRARY_TYPES = (*_STEPS, *_MODELS, _CNNState, _FrameState)
 SKLEARN_TYPES = (make_column_selector, Bunch)
 
 
-def _type_name(cls):
-    return f"{cls.__module__}.{cls.__name__}"
-
-
 def _find(root, wanted):
     """The ``wanted`` objects in ``root``'s graph (containers, ``__dict__``), once, depth first."""
     found, seen, stack = [], set(), [root]
@@ -174,73 +167,7 @@ def _tensors_bytes(module):
     return safetensors.torch.save(tensors, metadata={"format": "pt"})
 
 
-def library_versions():
-    """``{library: version}`` of p53radiomics and the libraries a model depends on."""
-    import radiomics
-    import SimpleITK
-
-    libraries = {"scikit-learn": sklearn, "torch": torch, "SimpleITK": SimpleITK}
-    libraries.update(PyRadiomics=radiomics, numpy=np, skops=skops, safetensors=safetensors)
-    return {"p53radiomics": __version__, **{k: str(m.__version__) for k, m in libraries.items()}}
-
-
-def _json_safe(value):
-    """``value`` where JSON holds it exactly, else text: an estimator's qualified class name,
-    anything else's ``repr``."""
-    if isinstance(value, BaseEstimator):
-        return _type_name(type(value))
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if value is None or isinstance(value, (str, int)):
-        return value
-    return value if isinstance(value, float) and np.isfinite(value) else repr(value)
-
-
-def _feature_names(model, path=""):
-    """``{step path: names}``: for each pipeline in ``model`` (through steps and the fitted
-    branches of a stacking model), the features reaching its final step, where it can say."""
-    names = {}
-    steps = getattr(model, "steps", None)
-    steps = list(steps) if isinstance(steps, list) else []
-    if len(steps) > 1:
-        try:
-            names[path or "."] = [str(n) for n in model[:-1].get_feature_names_out()]
-        except (AttributeError, TypeError, ValueError):
-            pass
-    branches = getattr(model, "named_estimators_", None)
-    children = steps + (list(branches.items()) if isinstance(branches, dict) else [])
-    for name, child in children:
-        if isinstance(child, BaseEstimator):
-            names.update(_feature_names(child, f"{path}/{name}" if path else name))
-    return names
-
-
-def _manifest(model, members, cnns):
-    params = model.get_params(deep=True) if isinstance(model, BaseEstimator) else {}
-    phase_keys = sorted((k for k in params if k.split("__")[-1] == "phases"), key=len)
-    phases = next((list(map(str, params[k])) for k in phase_keys if params[k] is not None), None)
-    columns = getattr(model, "feature_names_in_", None)
-    return {
-        "format": _FORMAT,
-        "format_version": "{}.{}".format(*FORMAT_VERSION),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "model_type": _type_name(type(model)),
-        "versions": library_versions(),
-        "members": {
-            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-            for name, data in members.items()
-        },
-        "phases": phases,  # the ``phases`` setting nearest the top of the model
-        "input_columns": None if columns is None else [str(c) for c in columns],
-        "feature_names": _feature_names(model),
-        "cnns": cnns,
-        "training_settings": {k: _json_safe(v) for k, v in params.items()},
-    }
-
-
-def save_model(model, path, *, metadata=None):
+def save_model(model, path, *, metadata=None, keep_case_records=False):
     """Write a fitted model to a file that :func:`load_model` reads without running its code.
 
     A zip archive (see :mod:`p53radiomics.persistence`): the scikit-learn parts through skops,
@@ -259,6 +186,13 @@ def save_model(model, path, *, metadata=None):
     metadata : dict, default=None
         Anything JSON holds (e.g. a model card), stored as the hashed member ``metadata.json``;
         :func:`read_manifest` returns it under ``"metadata"``.
+    keep_case_records : bool, default=False
+        Whether the image steps keep what their last ``transform`` recorded about its cases
+        (``skipped_``, ``diagnostics_``, ``registrations_``, ``cache_hits_``, ``cache_misses_``:
+        patient ids, image hashes, per-case details of the training or last-scored cohort). By
+        default they are left out, so that a file shared with another centre holds no patient's
+        record; the model predicts the same either way, and a loaded step sets them again on its
+        next call. The manifest says which (``"case_records_kept"``).
 
     Raises
     ------
@@ -292,16 +226,7 @@ def save_model(model, path, *, metadata=None):
     members, memo, cnns = {}, {}, []
     if metadata is not None:  # json raises TypeError (or ValueError, on NaN) on what it cannot hold
         members[_METADATA] = json.dumps(metadata, indent=2, allow_nan=False).encode()
-    frames = (pd.DataFrame, pd.Series)
-    is_cnn = lambda obj: isinstance(obj, SkorchCNNFeaturizer) and "net_" in vars(obj)  # noqa: E731
-    for obj in _find(model, lambda obj: isinstance(obj, frames) or is_cnn(obj)):
-        if isinstance(obj, frames):
-            memo[id(obj)] = _FrameState.of(obj)
-            continue
-        name = f"weights/cnn{len(cnns)}.safetensors"
-        members[name] = _tensors_bytes(obj.net_.module_)
-        memo[id(obj)] = _CNNState.of(obj, name)
-        cnns.append({"member": name, "backbone": obj.backbone, "mode": obj.mode})
+    _stand_ins(model, memo, members, cnns, drop=() if keep_case_records else CASE_RECORDS)
     # A copy holding the stand-ins (deepcopy takes them from its memo): the user's model is left
     # untouched, and the networks are not copied.
     stand_in = copy.deepcopy(model, memo)
@@ -309,7 +234,30 @@ def save_model(model, path, *, metadata=None):
         members[_SKOPS] = skops.io.dumps(stand_in, compression=zipfile.ZIP_DEFLATED)
     except Exception as err:  # skops raises errors of many types on what it cannot write
         raise TypeError(f"the model holds an object a model file cannot keep: {err}") from err
-    _write_archive(path, _manifest(model, members, cnns), members)
+    _write_archive(path, make_manifest(model, members, cnns, keep_case_records), members)
+
+
+def _stand_ins(root, memo, members, cnns, drop):
+    """Fill ``memo`` (``id`` to copy) with the stand-ins of the DataFrames, Series and fitted CNNs
+    in ``root``'s graph (the CNNs' tensors into ``members``, described in ``cnns``), and with a
+    copy of each image step that has attributes named in ``drop``, without them."""
+    frames = (pd.DataFrame, pd.Series)
+    is_cnn = lambda obj: isinstance(obj, SkorchCNNFeaturizer) and "net_" in vars(obj)  # noqa: E731
+    is_step = lambda obj: isinstance(obj, CohortStep) and not vars(obj).keys().isdisjoint(drop)  # noqa: E731
+    for obj in _find(root, lambda obj: isinstance(obj, frames) or is_cnn(obj) or is_step(obj)):
+        if isinstance(obj, frames):
+            memo[id(obj)] = _FrameState.of(obj)
+        elif is_cnn(obj):
+            name = f"weights/cnn{len(cnns)}.safetensors"
+            members[name] = _tensors_bytes(obj.net_.module_)
+            memo[id(obj)] = _CNNState.of(obj, name)
+            cnns.append({"member": name, "backbone": obj.backbone, "mode": obj.mode})
+        else:
+            light = copy.copy(obj)
+            for name in drop:
+                vars(light).pop(name, None)
+            _stand_ins(light, memo, members, cnns, drop)  # what else the step holds
+            memo[id(obj)] = copy.deepcopy(light, memo)
 
 
 def _write_archive(path, manifest, members):
@@ -369,8 +317,8 @@ def _parse_manifest(raw, path):
         raise _refuse(f"not valid JSON: {err}", path, _MANIFEST) from None
     members = manifest.get("members") if isinstance(manifest, dict) else None
     valid = isinstance(members, dict) and all(isinstance(e, dict) for e in members.values())
-    if not valid or manifest.get("format") != _FORMAT:
-        raise _refuse(f"not the manifest of a {_FORMAT} file", path, _MANIFEST)
+    if not valid or manifest.get("format") != FORMAT:
+        raise _refuse(f"not the manifest of a {FORMAT} file", path, _MANIFEST)
     major = str(manifest.get("format_version")).split(".")[0]
     if major != str(FORMAT_VERSION[0]):
         message = f"file format version {manifest.get('format_version')!r}: this p53radiomics"
@@ -396,8 +344,8 @@ def _check_versions(manifest, path):
 
 def _load_skops(data, trusted, path):
     """The skops member's object, built only if every type in it is trusted."""
-    allowed = [_type_name(t) for t in (*LIBRARY_TYPES, *SKLEARN_TYPES)]
-    allowed += [t if isinstance(t, str) else _type_name(t) for t in (trusted or [])]
+    allowed = [type_name(t) for t in (*LIBRARY_TYPES, *SKLEARN_TYPES)]
+    allowed += [t if isinstance(t, str) else type_name(t) for t in (trusted or [])]
     try:
         untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in allowed]
     except Exception as err:  # skops raises errors of many types on a malformed archive

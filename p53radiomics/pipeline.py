@@ -22,6 +22,7 @@ from ._fitted_model import (
     fitted_branch,
     fitted_clinical_columns,
     pooled_harmonisation,
+    radiomics_extractor,
     use_cache,
 )
 from ._settings import STUDY_CV, STUDY_MARGIN_MM, STUDY_SPACING
@@ -47,6 +48,7 @@ __all__ = [
     "make_paper_pipeline",
     "make_radiomics_branch",
     "pooled_harmonisation",
+    "radiomics_extractor",
     "use_cache",
 ]
 

@@ -160,12 +160,50 @@ def test_loaded_model_keeps_the_settings_and_fitted_state(cohort, fitted, saved)
     np.testing.assert_allclose(  # to float rounding (test_round_trip_predicts_the_same...)
         loaded.predict_proba(X), fitted.predict_proba(X), rtol=1e-12, atol=1e-14
     )
-    import pandas as pd
-
-    extract = lambda m: m.named_steps["fusion"].named_estimators_["radiomics"][0]  # noqa: E731
-    pd.testing.assert_frame_equal(extract(loaded).diagnostics_, extract(fitted).diagnostics_)
     cnn = lambda m: m.named_steps["fusion"].named_estimators_["deep"].named_steps["cnn"]  # noqa: E731
     assert len(cnn(loaded).net_.history) == len(cnn(fitted).net_.history) == 1
+
+
+def _unzipped(data, name):
+    """``(name, bytes)`` of a member and, where it is a zip archive (skops's), of each of its own."""
+    yield name, data
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for inner in archive.namelist():
+                yield from _unzipped(archive.read(inner), f"{name}/{inner}")
+
+
+def _patients_named(path, ids):
+    """The patient ids found in any member of a model file, however deep in its archives."""
+    found = set()
+    for name, data in _members(path).items():
+        for _, content in _unzipped(data, name):
+            found |= {pid for pid in ids if pid.encode() in content}
+    return found
+
+
+def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
+    cohort, fitted, saved, tmp_path
+):
+    import pandas as pd
+
+    X, _ = cohort
+    ids = {str(pid) for pid in X.index}
+    extract = lambda m: m.named_steps["fusion"].named_estimators_["radiomics"][0]  # noqa: E731
+    assert set(extract(fitted).diagnostics_.index) == ids  # the fit's records are in memory
+    assert _patients_named(saved, ids) == set()
+    loaded = load_model(saved)
+    assert not hasattr(extract(loaded), "diagnostics_") and not hasattr(extract(loaded), "skipped_")
+    assert not hasattr(loaded.named_steps["preprocess"], "skipped_")
+    assert read_manifest(saved)["case_records_kept"] is False
+    extract(loaded).transform(loaded.named_steps["preprocess"].transform(X.iloc[:2]))
+    assert list(extract(loaded).diagnostics_.index) == list(X.index[:2])  # set again on use
+    # kept on request: the same records back
+    save_model(fitted, tmp_path / "kept.p53", keep_case_records=True)
+    assert _patients_named(tmp_path / "kept.p53", ids) == ids
+    assert read_manifest(tmp_path / "kept.p53")["case_records_kept"] is True
+    kept = load_model(tmp_path / "kept.p53")
+    pd.testing.assert_frame_equal(extract(kept).diagnostics_, extract(fitted).diagnostics_)
 
 
 def test_saving_leaves_the_model_as_it_was(fitted, tmp_path):

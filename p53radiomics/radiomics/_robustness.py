@@ -45,6 +45,7 @@ import SimpleITK as sitk
 from ..exceptions import CohortError
 from ..io import load_case, mask_set_patients, mask_sets
 from ..metrics import reproducibility_table
+from ..utils._cohort_step import CASE_RECORDS
 from ..utils._sitk import one_sitk_thread
 from ._params import feature_names
 from ._worker import extract_phase
@@ -53,7 +54,6 @@ __all__ = [
     "FILTER_ATTRIBUTES",
     "PERTURBATION_SETTINGS",
     "RobustnessFilterMixin",
-    "TRANSFORM_ATTRIBUTES",
     "PRIMARY_LABEL",
     "extract_perturbed",
     "perturb_case",
@@ -77,8 +77,6 @@ PRIMARY_LABEL = "(primary)"
 #: that "perturbation 2" is no rater shared across patients (Zwanenburg et al. 2019).
 REPEATED_KIND, PERTURBED_KIND = "ICC2", "ICC1"
 
-#: What ``transform`` sets; a fit with the filter keeps those of its primary extraction.
-TRANSFORM_ATTRIBUTES = ("diagnostics_", "skipped_", "cache_hits_", "cache_misses_")
 #: What a fit with the filter sets.
 FILTER_ATTRIBUTES = (
     "icc_",
@@ -381,7 +379,7 @@ class RobustnessFilterMixin:
         if self.robustness_threshold is None:
             return None
         features = self._extract(X, self.mask_set)
-        kept = {a: self.__dict__[a] for a in TRANSFORM_ATTRIBUTES if a in self.__dict__}
+        kept = {a: self.__dict__[a] for a in CASE_RECORDS if a in self.__dict__}
         try:
             fitted = self._fit_filter(X, features[self._feature_columns()])
         finally:

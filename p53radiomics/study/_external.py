@@ -15,6 +15,7 @@ from ..pipeline import (
     decision_thresholds,
     fitted_clinical_columns,
     pooled_harmonisation,
+    radiomics_extractor,
     use_cache,
 )
 from ._cohort import prepare_cohort
@@ -168,7 +169,7 @@ def external_scores_stage(model, X_ev, y_ev, labels, scores, thresholds, clock):
     with clock.stage("external preprocessing", "external"):
         Xp_ev = model.named_steps["preprocess"].transform(X_ev)
     with clock.stage("external radiomics extraction", "external"):
-        model.get_params()["fusion__radiomics__extract"].transform(Xp_ev)
+        radiomics_extractor(model).transform(Xp_ev)
     clock.log(f"evaluating the four models on the external cohort ({EXTERNAL})")
     with clock.stage("external evaluation", "external"):
         with warnings.catch_warnings():  # a ComBat step's pooled estimates: listed in the report

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import mask_set_patients, mask_sets
-from ..pipeline import fitted_branch
+from ..pipeline import fitted_branch, radiomics_extractor
 from ._figures import icc_figure
 
 __all__ = [
@@ -84,9 +84,7 @@ def feature_groups(names, phases):
 def _radiomics_by_set(model, Xp, sets, phases):
     """Each mask set's radiomics features (the primary ROIs' first) for the patients who have it;
     the extractor is the model's, so each case's features come from its cache."""
-    from sklearn.base import clone
-
-    extract = clone(model.get_params()["fusion__radiomics__extract"])
+    extract = radiomics_extractor(model)
     extract.set_params(passthrough=(), robustness_threshold=None)
     patients = {s: mask_set_patients(Xp, s, phases) for s in sets}
     union = Xp.index[Xp.index.isin(set().union(*patients.values()))]

@@ -2,6 +2,7 @@
 a fitted model (:func:`evaluate_model`) and the study's external cohort are in ``_external``, the
 harmonisation's effect in ``_harmonisation``."""
 
+import functools
 import itertools
 import json
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ import pandas as pd
 from ..exceptions import CohortError
 from ..feature_selection._lasso import MIN_PER_CLASS
 from ..io import DEFAULT_PHASES
-from ..pipeline import branch_scores, fit_thresholds
+from ..pipeline import branch_scores, fit_thresholds, radiomics_extractor
 from ._cohort import prepare_cohort
 from ._external import (
     EXTERNAL,
@@ -186,7 +187,7 @@ def _cache_stage(model, X, clock):
         Xp = model.named_steps["preprocess"].transform(X)
     clock.log("extracting radiomics features (cached)")
     with clock.stage("radiomics extraction", "radiomics"):
-        model.get_params()["fusion__radiomics__extract"].transform(Xp)
+        radiomics_extractor(model).transform(Xp)
     return Xp
 
 
@@ -245,21 +246,23 @@ def _settings(profile, X, random_state, clinical, external):
     return settings
 
 
-def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock, card,
+def _write_outputs(out, *, tables, model, figures, profile, settings, skipped, clock, make_card,
                    sections=()):  # fmt: skip
-    """The tables (CSV), the model, the report and the settings with the stage table; the stage
-    table is also :func:`run_study`'s ``stages``."""
-    from ..model_card import CARD_KEY, card_report_sections, write_card_files
-    from ..persistence import save_model
-    from ..report import write_report
-
+    """The tables (CSV), the model and its card (``make_card()``), the report and the settings
+    with the stage table; the stage table is also :func:`run_study`'s ``stages``."""
     title = "P53 mutation in HCC from three-phase DCE-MRI: the study on " + (
         "the synthetic cohort" if (out / "cohort").exists() else "your cohort"
     )
     report = dict(title=title, tables=tables, figures=figures, profile=profile, skipped=skipped)
-    report["sections"] = [*sections, *card_report_sections(card)]
     clock.log("writing the tables, the model, its card and the report")
     with clock.stage("report", "report"):
+        # imported and made in the stage, whose cost they are (skops takes about a second)
+        from ..model_card import CARD_KEY, card_report_sections, write_card_files
+        from ..persistence import save_model
+        from ..report import write_report
+
+        card = make_card()
+        report["sections"] = [*sections, *card_report_sections(card)]
         for name, table in tables.items():
             if table is not None:
                 table.to_csv(out / f"{name}.csv")
@@ -450,8 +453,9 @@ def run_study(
             skipped = pd.concat([skipped, external[2]]) if len(external[2]) else skipped
         repro = reproducibility_stage(out, model, Xp, split, scores, phases, clock)
         tables.update(repro.tables)
-        card = _study_card(model, tables, labels, scores, profile, skipped, on_error, test_size,
-                           random_state, generated=X_given is None, external=external)  # fmt: skip
+        make_card = functools.partial(  # called in the report's stage
+            _study_card, model, tables, labels, scores, profile, skipped, on_error, test_size,
+            random_state, generated=X_given is None, external=external)  # fmt: skip
 
         clock.log("drawing figures")
         with clock.stage("figures", "figures"):
@@ -463,7 +467,7 @@ def run_study(
         X_ev = None if external is None else external[0]
         scanners = [scanner_section(X, X_ev)] if X_given is None else []
         stages = _write_outputs(out, tables=tables, model=model, figures=figures, profile=profile,
-                                settings=settings, skipped=skipped, clock=clock, card=card,
+                                settings=settings, skipped=skipped, clock=clock, make_card=make_card,
                                 sections=[repro.section, *scanners])  # fmt: skip
     finally:
         clock.close()

@@ -39,7 +39,12 @@ from ..io import read_image, validate_cohort
 from ._parallel import parallel_map
 from ._sklearn import StrOptions, _fit_context
 
-__all__ = ["CohortStep"]
+__all__ = ["CASE_RECORDS", "CohortStep"]
+
+#: What an image step's ``transform`` records about the cases of its last call, patient by patient
+#: or counted: not what it learnt. :func:`~p53radiomics.save_model` leaves them out of a model file
+#: unless told to keep them (they hold patient ids); a loaded step sets them again on its next call.
+CASE_RECORDS = ("skipped_", "cache_hits_", "cache_misses_", "diagnostics_", "registrations_")
 
 
 class CohortStep(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None, metaclass=ABCMeta):

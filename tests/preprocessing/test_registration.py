@@ -128,13 +128,15 @@ def test_defaults_and_the_reference_phase_keep_their_output_and_cache_keys(tmp_p
     pd.testing.assert_frame_equal(rigid.registrations_[columns], first[columns])
 
 
-def test_registrations_are_kept_in_a_model_file(tmp_path, registered):
+def test_registrations_are_kept_in_a_model_file_on_request(tmp_path, registered):
     from p53radiomics import load_model, save_model
 
     step, _ = registered
-    save_model(step, tmp_path / "step.p53")
+    save_model(step, tmp_path / "step.p53", keep_case_records=True)
     loaded = load_model(tmp_path / "step.p53")
     pd.testing.assert_frame_equal(loaded.registrations_, step.registrations_)
+    save_model(step, tmp_path / "shared.p53")  # by default: no patient's record
+    assert not hasattr(load_model(tmp_path / "shared.p53"), "registrations_")
 
 
 def test_registration_is_deterministic_and_independent_of_n_jobs(tables, registered):
