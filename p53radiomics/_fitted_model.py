@@ -3,21 +3,21 @@
 The shape of a :func:`~p53radiomics.make_paper_pipeline` model (``preprocess``, then ``fusion``
 with the branches ``clinical``, ``radiomics`` and ``deep``) is walked here and nowhere else: each
 branch's scores, the clinical columns it reads, the patients its ComBat step harmonised with
-pooled estimates, a copy caching elsewhere, and the decision thresholds chosen on its training
-cohort. Re-exported by :mod:`p53radiomics.pipeline`.
+pooled estimates, a copy caching elsewhere, an unfitted copy of its radiomics step (its decision
+thresholds are in :mod:`p53radiomics._thresholds`). Re-exported by :mod:`p53radiomics.pipeline`.
 """
 
 import copy
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
     "MODEL_NAMES",
     "adapt_harmonisation",
     "branch_scores",
-    "decision_thresholds",
-    "fit_thresholds",
     "fitted_branch",
     "fitted_clinical_columns",
     "pooled_harmonisation",
@@ -32,10 +32,6 @@ MODEL_NAMES = {
     "deep": "DL model",
     "combined": "Combined model",
 }
-
-# The fitted model's attribute holding its thresholds. Models pickled by 0.1.0.dev0 builds before
-# this module existed keyed them by display name (MODEL_NAMES' values); they are keyed by branch now.
-_THRESHOLDS = "p53radiomics_thresholds_"
 
 
 def fitted_branch(model, name):
@@ -73,8 +69,6 @@ def fitted_branch(model, name):
     >>> fitted_branch(model, "deep")
     'drop'
     """
-    from sklearn.utils.validation import check_is_fitted
-
     fusion = model.named_steps["fusion"]
     check_is_fitted(fusion)
     if name not in fusion.named_estimators_:
@@ -94,9 +88,8 @@ def radiomics_extractor(model):
     Parameters
     ----------
     model : Pipeline
-        A :func:`~p53radiomics.make_paper_pipeline` model. Fitted, the copy has the fitted step's
-        settings (a cache folder set by :func:`use_cache` included); unfitted, the settings of
-        the radiomics branch it would fit.
+        A :func:`~p53radiomics.make_paper_pipeline` model, fitted (the copy takes the fitted
+        step's settings) or not.
 
     Returns
     -------
@@ -119,11 +112,9 @@ def radiomics_extractor(model):
     >>> extract is model.get_params()["fusion__radiomics__extract"]
     False
     """
-    from sklearn.base import clone
-
     fusion = model.named_steps["fusion"]
     fitted = hasattr(fusion, "named_estimators_")
-    branch = fitted_branch(model, "radiomics") if fitted else fusion.get_params()["radiomics"]
+    branch = fitted_branch(model, "radiomics") if fitted else dict(fusion.estimators)["radiomics"]
     if isinstance(branch, str):
         raise ValueError("the model's radiomics branch is 'drop': it extracts no radiomics")
     return clone(branch.named_steps["extract"])
@@ -155,8 +146,6 @@ def fitted_clinical_columns(model):
     >>> fitted_clinical_columns(branch)
     ['ltd', 'rim_aphe']
     """
-    from sklearn.utils.validation import check_is_fitted
-
     if "fusion" in getattr(model, "named_steps", {}):
         model = fitted_branch(model, "clinical")
     encode = model.named_steps["encode"]
@@ -205,8 +194,6 @@ def branch_scores(model, X, *, return_preprocessed=False):
     >>> sorted(scores), scores["combined"].shape
     (['clinical', 'combined'], (12,))
     """
-    from sklearn.utils.validation import check_is_fitted
-
     preprocess, fusion = model.named_steps["preprocess"], model.named_steps["fusion"]
     check_is_fitted(fusion)
     Xp = preprocess.transform(X)
@@ -334,14 +321,8 @@ def adapt_harmonisation(model, X_new):
             f"every scanner of X_new ({sorted(map(str, scanner.unique()))}, column "
             f"{harmonizer.batch_column!r}) has estimates in the model already: nothing to adapt"
         )
-    radiomics = copy.copy(old)
-    adapted = adapt_to_new_batches(harmonizer, features[new])
-    radiomics.steps = [(n, adapted if n == "harmonize" else s) for n, s in old.steps]
-    fusion = copy.copy(model.named_steps["fusion"])
-    fusion.estimators_ = [radiomics if est is old else est for est in fusion.estimators_]
-    fusion.named_estimators_ = type(fusion.named_estimators_)(
-        **{**fusion.named_estimators_, "radiomics": radiomics}
-    )
+    radiomics = _with_step(old, "harmonize", adapt_to_new_batches(harmonizer, features[new]))
+    fusion = _with_fitted_radiomics(copy.copy(model.named_steps["fusion"]), old, radiomics)
     return _with_steps(model, model.named_steps["preprocess"], fusion)
 
 
@@ -359,7 +340,8 @@ def use_cache(model, cache_dir):
         A fitted :func:`~p53radiomics.study.profile_pipeline` or
         :func:`~p53radiomics.make_paper_pipeline` model.
     cache_dir : str, os.PathLike or None
-        The new cache folder of the preprocessing and radiomics steps; ``None`` caches nothing.
+        The new cache folder of the preprocessing and radiomics steps (fitted, and the unfitted
+        ones a clone or a refit of the copy starts from); ``None`` caches nothing.
 
     Returns
     -------
@@ -389,15 +371,31 @@ def use_cache(model, cache_dir):
     old = fitted_branch(model, "radiomics")
     if isinstance(old, str):  # a dropped radiomics branch has no cache of its own
         return _with_steps(model, preprocess, fusion)
-    radiomics = copy.copy(old)
-    extract = copy.copy(radiomics.named_steps["extract"])
-    extract.cache_dir = cache_dir
-    radiomics.steps = [("extract", extract) if n == "extract" else (n, s) for n, s in old.steps]
-    fusion.estimators_ = [radiomics if est is old else est for est in fusion.estimators_]
+
+    def moved(branch):
+        extract = copy.copy(branch.named_steps["extract"])
+        extract.cache_dir = cache_dir
+        return _with_step(branch, "extract", extract)
+
+    # the unfitted branch too: a clone or a refit of the copy caches in `cache_dir` as well
+    fusion.estimators = [(n, moved(e) if n == "radiomics" else e) for n, e in fusion.estimators]
+    return _with_steps(model, preprocess, _with_fitted_radiomics(fusion, old, moved(old)))
+
+
+def _with_step(branch, name, step):
+    """A shallow copy of the pipeline `branch` whose step `name` is `step`."""
+    copied = copy.copy(branch)
+    copied.steps = [(n, step if n == name else s) for n, s in branch.steps]
+    return copied
+
+
+def _with_fitted_radiomics(fusion, old, new):
+    """`fusion` (a copy) with its fitted radiomics branch `old` replaced by `new`."""
+    fusion.estimators_ = [new if est is old else est for est in fusion.estimators_]
     fusion.named_estimators_ = type(fusion.named_estimators_)(
-        **{**fusion.named_estimators_, "radiomics": radiomics}
+        **{**fusion.named_estimators_, "radiomics": new}
     )
-    return _with_steps(model, preprocess, fusion)
+    return fusion
 
 
 def _with_steps(model, preprocess, fusion):
@@ -408,92 +406,3 @@ def _with_steps(model, preprocess, fusion):
         for name, step in model.steps
     ]
     return copied
-
-
-def fit_thresholds(model, X, y, *, scores=None):
-    """Choose each model's decision threshold on the training cohort and store it with `model`.
-
-    Youden's threshold (:func:`~p53radiomics.metrics.youden_threshold`) of each branch's score
-    and of the combined one, chosen once on the cohort the model was fitted on and applied
-    unchanged to any other (:func:`decision_thresholds` reads them back).
-
-    Parameters
-    ----------
-    model : Pipeline
-        A fitted :func:`make_paper_pipeline` model; its thresholds are stored on it.
-    X : pandas.DataFrame
-        The training cohort.
-    y : array-like of shape (n_patients,)
-        Its labels, 1 = P53-mutated.
-    scores : dict of str to numpy.ndarray, default=None
-        :func:`branch_scores` of `model` on `X`, where already computed.
-
-    Returns
-    -------
-    thresholds : dict of str to float
-        By branch (``"clinical"``, ``"radiomics"``, ``"deep"``, ``"combined"``).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from p53radiomics import make_paper_pipeline
-    >>> from p53radiomics.datasets import make_synthetic_cohort
-    >>> X, y = make_synthetic_cohort(tempfile.mkdtemp(), n_patients=12, voxel_scale=3.0)
-    >>> model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
-    >>> model = model.set_params(fusion__radiomics="drop", fusion__deep="drop",
-    ...                          preprocess__n_iterations=(5, 5)).fit(X, y)  # seconds
-    >>> from p53radiomics.pipeline import decision_thresholds, fit_thresholds
-    >>> _ = fit_thresholds(model, X, y)
-    >>> sorted(decision_thresholds(model))
-    ['clinical', 'combined']
-    """
-    from .metrics import youden_threshold
-
-    scores = branch_scores(model, X) if scores is None else scores
-    thresholds = {k: float(youden_threshold(y, v)) for k, v in scores.items()}
-    setattr(model, _THRESHOLDS, thresholds)
-    return dict(thresholds)
-
-
-def decision_thresholds(model):
-    """The decision thresholds stored with a fitted model, keyed by branch.
-
-    Reads both forms: keyed by branch (:func:`fit_thresholds`) and keyed by display name
-    (:data:`MODEL_NAMES`' values: ``"Clinical model"``...), as models pickled by earlier versions
-    of ``p53radiomics`` stored them.
-
-    Parameters
-    ----------
-    model : Pipeline
-        A fitted :func:`make_paper_pipeline` model.
-
-    Returns
-    -------
-    thresholds : dict of str to float or None
-        By branch; ``None`` where the model carries none.
-
-    Raises
-    ------
-    ValueError
-        If a stored key is neither a branch nor a display name: a threshold is never guessed.
-
-    Examples
-    --------
-    >>> from sklearn.pipeline import Pipeline
-    >>> from p53radiomics.pipeline import decision_thresholds
-    >>> old = Pipeline([("fusion", "passthrough")])
-    >>> old.p53radiomics_thresholds_ = {"Combined model": 0.4, "DL model": 0.3}
-    >>> decision_thresholds(old)
-    {'combined': 0.4, 'deep': 0.3}
-    """
-    stored = getattr(model, _THRESHOLDS, None)
-    if not stored:
-        return None
-    branch_of = {name: branch for branch, name in MODEL_NAMES.items()}
-    unknown = [key for key in stored if key not in MODEL_NAMES and key not in branch_of]
-    if unknown:
-        raise ValueError(
-            f"the model's thresholds name unknown models {unknown}; expected branches "
-            f"{list(MODEL_NAMES)} (or their display names {list(branch_of)})"
-        )
-    return {branch_of.get(key, key): float(value) for key, value in stored.items()}

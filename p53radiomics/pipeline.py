@@ -2,7 +2,8 @@
 
 The builders are here; what callers need to know about a *fitted* model (each branch's scores, its
 clinical columns, its decision thresholds, a copy caching elsewhere, the patients its ComBat step
-harmonised with pooled estimates) is too, defined in :mod:`p53radiomics._fitted_model`.
+harmonised with pooled estimates) is too, defined in :mod:`p53radiomics._fitted_model` and
+:mod:`p53radiomics._thresholds`.
 """
 
 import re
@@ -17,8 +18,6 @@ from ._fitted_model import (
     MODEL_NAMES,
     adapt_harmonisation,
     branch_scores,
-    decision_thresholds,
-    fit_thresholds,
     fitted_branch,
     fitted_clinical_columns,
     pooled_harmonisation,
@@ -26,6 +25,7 @@ from ._fitted_model import (
     use_cache,
 )
 from ._settings import STUDY_CV, STUDY_MARGIN_MM, STUDY_SPACING
+from ._thresholds import decision_thresholds, fit_thresholds
 from .deep import SkorchCNNFeaturizer
 from .feature_selection import CorrelationFilter, LassoSelector
 from .fusion import StackingFusion

@@ -305,6 +305,10 @@ def test_use_cache_moves_both_caches_and_shares_every_fitted_part(cohort, fitted
     # the model given is unchanged, and the copy shares its fitted parts
     assert fitted.named_steps["preprocess"].cache_dir == before
     assert fitted_branch(fitted, "radiomics").named_steps["extract"].cache_dir == before
+    # the unfitted steps a clone or a refit starts from cache there too (and only in the copy)
+    key = "fusion__radiomics__extract__cache_dir"
+    assert moved.get_params()[key] == clone(moved).get_params()[key] == str(tmp_path / "elsewhere")
+    assert fitted.get_params()[key] == before
     assert fitted_branch(moved, "deep") is fitted_branch(fitted, "deep")
     assert (
         radiomics.named_steps["classifier"]
