@@ -16,6 +16,11 @@ of those AUCs and of the between-scanner share of the features is printed too.
 
     python benchmarks/bench_study.py [--seeds 5] [--profile quick] [--n-patients 320]
                                      [--n-external N] [--n-jobs -1] [--out DIR] [--csv FILE]
+                                     [--radiomics {original,study}]
+
+``--radiomics`` replaces the profile's radiomics feature set: ``study`` is the study's 1,223
+features per phase (the quick profile's default is ``original``, about 107 per phase), to measure
+whether more candidate features change the radiomics model's standing.
 
 Each seed writes its demo output under ``DIR/seed<k>`` (a temporary folder, deleted afterwards,
 without ``--out``); ``--csv`` saves every seed's Table 5 rows (and, beside it, ``*_harmonisation.csv``
@@ -23,6 +28,8 @@ every seed's harmonisation table).
 """
 
 import argparse
+import dataclasses
+import os
 import platform
 import shutil
 import tempfile
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from p53radiomics.study import run_study
+from p53radiomics.study import PROFILES, run_study
 
 # The models of Table 5, in its order, and the single models the combined one is compared with.
 SINGLE = ("Clinical model", "Radiomics model", "DL model")
@@ -39,6 +46,18 @@ COMBINED = "Combined model"
 COHORTS = ("TC", "VC", "EV")
 #: The harmonisation table's columns summarised over the seeds.
 HARMONISATION = ("VC AUC", "EV AUC", "VC between-scanner share", "EV between-scanner share")
+
+
+def _cpu():
+    """The CPU's model name (Linux's /proc/cpuinfo) and core count, else the machine type."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        name = platform.machine()
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def _summary(rows):
@@ -68,9 +87,14 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--out", type=Path, default=None, help="kept; default: a temp folder")
     parser.add_argument("--csv", type=Path, default=None, help="every seed's Table 5 rows")
+    parser.add_argument("--radiomics", choices=("original", "study"), default=None,
+                        help="the radiomics feature set (default: the profile's)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error("--seeds must be 2 or more (an SD needs two seeds)")
+    profile = PROFILES[args.profile]
+    if args.radiomics is not None:
+        profile = dataclasses.replace(profile, radiomics=args.radiomics)
     work = args.out or Path(tempfile.mkdtemp(prefix="bench_study_"))
     start = time.perf_counter()
     rows, harmonisation = [], []
@@ -78,7 +102,7 @@ def main(argv=None):
         for seed in range(args.seeds):
             t = time.perf_counter()
             # no repeated ROIs: the reproducibility stage's cost saved, the same images and Table 5
-            result = run_study(work / f"seed{seed}", profile=args.profile,
+            result = run_study(work / f"seed{seed}", profile=profile,
                                n_patients=args.n_patients, random_state=seed, n_jobs=args.n_jobs,
                                n_repeated=0, n_external=args.n_external)  # fmt: skip
             table5 = result.tables["table5"]
@@ -103,7 +127,8 @@ def main(argv=None):
     summary = _summary(rows)
     print()
     print(f"Table 5 AUC over {args.seeds} seeds (synthetic cohort of {args.n_patients} patients, "
-          f"profile {args.profile!r}, a new cohort and split per seed): mean +- SD")  # fmt: skip
+          f"profile {args.profile!r}, radiomics {profile.radiomics!r}, a new cohort and split per "
+          "seed): mean +- SD")  # fmt: skip
     for (model, cohort), line in summary.iterrows():
         seeds = " ".join(f"{line[s]:.3f}" for s in range(args.seeds))
         print(f"  {model:16s} {cohort}  {line['mean']:.3f} +- {line['sd']:.3f}   seeds: {seeds}")
@@ -113,7 +138,7 @@ def main(argv=None):
     print(f"combined model >= best single model in VC: {wins} of {args.seeds} seeds")
     if harmonisation:
         _print_harmonisation(pd.concat(harmonisation, ignore_index=True), args.seeds)
-    print(f"total {time.perf_counter() - start:.0f} s on {platform.machine()} "
+    print(f"total {time.perf_counter() - start:.0f} s on {_cpu()} "
           f"({platform.python_implementation()} {platform.python_version()})")  # fmt: skip
 
 
