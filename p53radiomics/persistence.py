@@ -9,8 +9,8 @@ other member, phases, input columns, feature names, training settings). The hash
 they are no signature: a file from elsewhere is safe to open because nothing in it runs. skops has
 no hook for what it cannot write (torch modules, pandas frames): a copy of the model holds
 stand-ins for them (``_CNNState``, ``_FrameState``), swapped back after loading. What the image
-steps recorded about the cases of their last call (:data:`~p53radiomics.utils._cohort_step.CASE_RECORDS`:
-patient ids, image hashes) is left out of that copy unless ``keep_case_records=True``.
+steps recorded about the cases of their last call (``skipped_``, ``diagnostics_``...: patient ids,
+image hashes) is left out of that copy unless ``keep_case_records=True``.
 """
 
 import copy
