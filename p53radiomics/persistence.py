@@ -382,7 +382,7 @@ def _rebuilt(state, data, device, path):
         raise _refuse(f"no CNN can be rebuilt from these tensors: {err}", path, name) from err
 
 
-def load_model(path, trusted=None, *, device="cpu"):
+def load_model(path, trusted=None, *, device="cpu", cache_dir=None):
     """Read a model written by :func:`save_model`, running no code from the file.
 
     Before anything is built, every member must be one the format defines, with the manifest's
@@ -399,6 +399,13 @@ def load_model(path, trusted=None, *, device="cpu"):
     device : str, default="cpu"
         Device the CNNs are rebuilt on (their ``device`` parameter stays as saved): a model saved
         from CUDA loads on a CPU-only machine.
+    cache_dir : str, path-like or None, default=None
+        Where the loaded model's image steps cache their per-case results: the ``cache_dir`` of
+        every :class:`~p53radiomics.N4Resampler` and :class:`~p53radiomics.RadiomicsExtractor`
+        in it, fitted or not (those a clone or a refit starts from too); ``None`` caches nothing.
+        The folder saved in the file is never used: it is a path on the machine of whoever saved
+        it, and the cache's feature entries are pickles, which a folder the file's author chose
+        could hold. The manifest keeps it among the training settings.
 
     Returns
     -------
@@ -419,6 +426,9 @@ def load_model(path, trusted=None, *, device="cpu"):
     manifest, data = _read_archive(path)
     _check_versions(manifest, path)
     model = _load_skops(data[_SKOPS], trusted, path)
+    folder = None if cache_dir is None else str(cache_dir)
+    for step in _find(model, lambda obj: isinstance(obj, CohortStep) and "cache_dir" in vars(obj)):
+        step.cache_dir = folder  # never the saved folder (see `cache_dir`)
     stand_ins = _find(model, lambda obj: isinstance(obj, (_CNNState, _FrameState)))
     memo = {id(s): _rebuilt(s, data, device, path) for s in stand_ins}
     return copy.deepcopy(model, memo) if memo else model

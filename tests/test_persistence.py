@@ -129,12 +129,13 @@ def test_round_trip_predicts_the_same_in_a_fresh_cpu_only_process(cohort, fitted
     X, _ = cohort
     expected = fitted.predict_proba(X)
     X.to_pickle(tmp_path / "X.pkl")  # the test's own data, not the model
+    cache = fitted.named_steps["preprocess"].cache_dir  # each case's preprocessing read back
     script = textwrap.dedent(
         f"""
         import numpy as np, pandas as pd, torch
         from p53radiomics import load_model
         assert not torch.cuda.is_available()
-        model = load_model({str(saved)!r})
+        model = load_model({str(saved)!r}, cache_dir={cache!r})
         cnn = model.named_steps["fusion"].named_estimators_["deep"].named_steps["cnn"]
         assert cnn.device_ == "cpu" and str(cnn.net_.device) == "cpu"
         np.save({str(tmp_path / "p.npy")!r}, model.predict_proba(pd.read_pickle({str(tmp_path / "X.pkl")!r})))
@@ -148,7 +149,8 @@ def test_round_trip_predicts_the_same_in_a_fresh_cpu_only_process(cohort, fitted
     # the fitted model in memory they agree to rounding: a CNN rebuilt from its tensors (as one
     # copied by pickle) runs torch's CPU convolutions at float rounding of the original (1e-16
     # here), the same as a joblib round trip does.
-    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), load_model(saved).predict_proba(X))
+    loaded = load_model(saved, cache_dir=cache)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), loaded.predict_proba(X))
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-12, atol=1e-14)
 
 
@@ -182,6 +184,45 @@ def _patients_named(path, ids):
     return found
 
 
+def test_a_loaded_model_caches_only_where_it_is_told(cohort, fitted, tmp_path):
+    """The cache folder saved in a file is its author's: its feature entries are pickles, so a
+    folder chosen by the author (shipped beside the file, say) could run code. A loaded model
+    caches nowhere, or where ``load_model(cache_dir=)`` says."""
+    import shutil
+
+    from p53radiomics.cache import CaseCache
+    from p53radiomics.pipeline import use_cache
+
+    X, _ = cohort
+    planted = tmp_path / "planted"  # a copy of the fitted model's cache, its entries poisoned
+    shutil.copytree(fitted.named_steps["preprocess"].cache_dir, planted)
+    marker = tmp_path / "ran.txt"
+    entries = sorted(planted.rglob("*.joblib"))
+    assert entries  # the radiomics features of every case
+    for entry in entries:
+        CaseCache(planted, entry.parent.parent.name).save(entry.stem, _WritesFile(marker))
+    CaseCache(planted, entries[0].parent.parent.name).load(entries[0].stem)  # what a read does
+    assert marker.read_text() == "this ran"
+    marker.unlink()
+    save_model(use_cache(fitted, planted), tmp_path / "model.p53")
+    assert read_manifest(tmp_path / "model.p53")["training_settings"][
+        "preprocess__cache_dir"
+    ] == str(planted)
+    expected = fitted.predict_proba(X.iloc[:3])
+    loaded = load_model(tmp_path / "model.p53")
+    folders = {k: v for k, v in loaded.get_params().items() if k.endswith("__cache_dir")}
+    assert len(folders) >= 2 and set(folders.values()) == {None}, folders
+    np.testing.assert_allclose(loaded.predict_proba(X.iloc[:3]), expected, rtol=1e-12, atol=1e-14)
+    mine = tmp_path / "mine"
+    elsewhere = load_model(tmp_path / "model.p53", cache_dir=mine)
+    assert set(elsewhere.get_params()[k] for k in folders) == {str(mine)}
+    np.testing.assert_allclose(
+        elsewhere.predict_proba(X.iloc[:3]), expected, rtol=1e-12, atol=1e-14
+    )
+    assert len(list(mine.rglob("*.joblib"))) == 3 * 3  # its own: each patient's three phases
+    assert not marker.exists()  # no planted entry was read
+
+
 def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
     cohort, fitted, saved, tmp_path
 ):
@@ -190,7 +231,8 @@ def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
     X, _ = cohort
     ids = {str(pid) for pid in X.index}
     extract = lambda m: m.named_steps["fusion"].named_estimators_["radiomics"][0]  # noqa: E731
-    assert set(extract(fitted).diagnostics_.index) == ids  # the fit's records are in memory
+    seen = set(extract(fitted).diagnostics_.index)  # in memory: the last call's patients
+    assert seen and seen <= ids
     assert _patients_named(saved, ids) == set()
     loaded = load_model(saved)
     assert not hasattr(extract(loaded), "diagnostics_") and not hasattr(extract(loaded), "skipped_")
@@ -200,7 +242,7 @@ def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
     assert list(extract(loaded).diagnostics_.index) == list(X.index[:2])  # set again on use
     # kept on request: the same records back
     save_model(fitted, tmp_path / "kept.p53", keep_case_records=True)
-    assert _patients_named(tmp_path / "kept.p53", ids) == ids
+    assert _patients_named(tmp_path / "kept.p53", ids) == seen
     assert read_manifest(tmp_path / "kept.p53")["case_records_kept"] is True
     kept = load_model(tmp_path / "kept.p53")
     pd.testing.assert_frame_equal(extract(kept).diagnostics_, extract(fitted).diagnostics_)
