@@ -283,9 +283,16 @@ def _oriented(image, mask):
     """Image and mask with their voxel axes permuted and flipped to :data:`CROP_ORIENTATION`.
 
     No voxel is interpolated: ``sitk.DICOMOrient`` only reorders them (every voxel keeps its
-    physical position), so image and mask stay aligned voxel for voxel.
+    physical position), so image and mask stay aligned voxel for voxel. A volume already in that
+    orientation (as :class:`~p53radiomics.N4Resampler`'s are) is returned as it is, which is what
+    ``DICOMOrient`` would return, without its copy (about 2 ms a volume).
     """
-    return sitk.DICOMOrient(image, CROP_ORIENTATION), sitk.DICOMOrient(mask, CROP_ORIENTATION)
+    return _in_crop_orientation(image), _in_crop_orientation(mask)
+
+
+def _in_crop_orientation(volume):
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(volume.GetDirection())
+    return volume if code == CROP_ORIENTATION else sitk.DICOMOrient(volume, CROP_ORIENTATION)
 
 
 def largest_slice(mask):
