@@ -1,6 +1,8 @@
 """Fixtures shared by every test module: the reference data, a synthetic cohort, small volumes,
 DICOM series and cohort tables written to disk."""
 
+from pathlib import Path
+
 import pytest
 
 from tests._shared_data import shared_data_dir
@@ -202,3 +204,24 @@ def tiny_paper_pipeline(tiny_radiomics_params):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def patient_ids_in_file():
+    """``find(path, ids)``: the `ids` whose text occurs in the file `path` or, where it is a zip
+    archive (a model file, its skops member), in any member, however deep."""
+    import io
+    import zipfile
+
+    def contents(data):
+        yield data
+        if data[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                for name in archive.namelist():
+                    yield from contents(archive.read(name))
+
+    def find(path, ids):
+        data = list(contents(Path(path).read_bytes()))
+        return {pid for pid in ids if any(pid.encode() in d for d in data)}
+
+    return find

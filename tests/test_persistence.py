@@ -166,24 +166,6 @@ def test_loaded_model_keeps_the_settings_and_fitted_state(cohort, fitted, saved)
     assert len(cnn(loaded).net_.history) == len(cnn(fitted).net_.history) == 1
 
 
-def _unzipped(data, name):
-    """``(name, bytes)`` of a member and, where it is a zip archive (skops's), of each of its own."""
-    yield name, data
-    if data[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for inner in archive.namelist():
-                yield from _unzipped(archive.read(inner), f"{name}/{inner}")
-
-
-def _patients_named(path, ids):
-    """The patient ids found in any member of a model file, however deep in its archives."""
-    found = set()
-    for name, data in _members(path).items():
-        for _, content in _unzipped(data, name):
-            found |= {pid for pid in ids if pid.encode() in content}
-    return found
-
-
 def test_a_loaded_model_caches_only_where_it_is_told(cohort, fitted, tmp_path):
     """The cache folder saved in a file is its author's: its feature entries are pickles, so a
     folder chosen by the author (shipped beside the file, say) could run code. A loaded model
@@ -224,7 +206,7 @@ def test_a_loaded_model_caches_only_where_it_is_told(cohort, fitted, tmp_path):
 
 
 def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
-    cohort, fitted, saved, tmp_path
+    cohort, fitted, saved, tmp_path, patient_ids_in_file
 ):
     import pandas as pd
 
@@ -233,7 +215,7 @@ def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
     extract = lambda m: m.named_steps["fusion"].named_estimators_["radiomics"][0]  # noqa: E731
     seen = set(extract(fitted).diagnostics_.index)  # in memory: the last call's patients
     assert seen and seen <= ids
-    assert _patients_named(saved, ids) == set()
+    assert patient_ids_in_file(saved, ids) == set()
     loaded = load_model(saved)
     assert not hasattr(extract(loaded), "diagnostics_") and not hasattr(extract(loaded), "skipped_")
     assert not hasattr(loaded.named_steps["preprocess"], "skipped_")
@@ -242,7 +224,7 @@ def test_a_model_file_holds_no_patient_id_unless_asked_to_keep_the_case_records(
     assert list(extract(loaded).diagnostics_.index) == list(X.index[:2])  # set again on use
     # kept on request: the same records back
     save_model(fitted, tmp_path / "kept.p53", keep_case_records=True)
-    assert _patients_named(tmp_path / "kept.p53", ids) == seen
+    assert patient_ids_in_file(tmp_path / "kept.p53", ids) == seen
     assert read_manifest(tmp_path / "kept.p53")["case_records_kept"] is True
     kept = load_model(tmp_path / "kept.p53")
     pd.testing.assert_frame_equal(extract(kept).diagnostics_, extract(fitted).diagnostics_)
