@@ -19,6 +19,7 @@ from ._version import __version__
 from .exceptions import (
     CohortError,
     CUDAGraphWarning,
+    InvertedBranchWarning,
     ModelFileError,
     ModelVersionWarning,
     SkippedCaseWarning,
@@ -42,6 +43,7 @@ _LAZY = {
 __all__ = [
     "CUDAGraphWarning",
     "CohortError",
+    "InvertedBranchWarning",
     "ModelFileError",
     "ModelVersionWarning",
     "SkippedCaseWarning",

@@ -7,6 +7,7 @@ batch of hundreds of cases can find the offending file at once.
 __all__ = [
     "CUDAGraphWarning",
     "CohortError",
+    "InvertedBranchWarning",
     "ModelFileError",
     "ModelVersionWarning",
     "SkippedCaseWarning",
@@ -82,6 +83,20 @@ class UnseenBatchWarning(UserWarning):
     The message names the unseen batch values. Their samples are harmonised with the pooled
     estimates of the training batches (see :class:`~p53radiomics.ComBatHarmonizer`): put on the
     same footing as the others, without their own batch effect removed.
+    """
+
+
+class InvertedBranchWarning(UserWarning):
+    """Warned when :class:`~p53radiomics.StackingFusion` weighs a branch's score negatively.
+
+    The final logistic regression is fitted on the branches' out-of-fold scores; a negative
+    coefficient means that a higher score from that branch lowers the fused probability. It
+    comes from a branch whose out-of-fold scores ranked the training patients against the label
+    (an overfit or uninformative branch, common in small cohorts), or from a branch that overlaps
+    another one. The message names the branches and their coefficients. An overfit branch,
+    refitted on all the training patients, scores them almost perfectly, and the negative weight
+    then ranks them in reverse: the fused model's training-cohort figures say nothing of its
+    validation ones.
     """
 
 

@@ -16,6 +16,8 @@ import datetime
 import numpy as np
 import pandas as pd
 
+from .fusion import negative_branch_weights
+
 __all__ = [
     "CARD_KEY",
     "card_report_sections",
@@ -137,6 +139,20 @@ def _contributions(model):
     }
 
 
+def _inverted_branches(model):
+    """A limitation naming the branches the fusion weighs negatively, if any."""
+    negative = negative_branch_weights(model.named_steps["fusion"])
+    if not negative:
+        return []
+    listed = ", ".join(f"{name} ({value:.3g})" for name, value in negative.items())
+    return [
+        f"The fusion weighs the scores of these branches negatively: {listed}. Their "
+        "out-of-fold scores ranked the training patients against the label, or they overlap "
+        "another branch; an overfit branch then ranks the training patients in reverse in the "
+        "combined model, so its training-cohort figures say nothing of its validation ones."
+    ]
+
+
 def _settings(model, extra):
     params = model.get_params(deep=True)
     shown = {k: params[k] for k in SETTINGS if k in params}
@@ -230,7 +246,7 @@ def model_card(
         "performance": _plain(table5.to_dict("records")),
         "calibration": [] if labels is None else _calibration(labels, scores),
         "contributions": _contributions(model),
-        "limitations": [*GENERAL_LIMITATIONS, *limitations],
+        "limitations": [*GENERAL_LIMITATIONS, *_inverted_branches(model), *limitations],
         "versions": library_versions(),
         "date": date or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

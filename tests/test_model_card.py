@@ -10,8 +10,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.pipeline import make_pipeline
 
-from p53radiomics import make_paper_pipeline, save_model
+from p53radiomics import InvertedBranchWarning, make_paper_pipeline, save_model
 from p53radiomics.checklist import ANSWERED, FOR_THE_AUTHORS, reporting_checklist
 from p53radiomics.datasets import make_synthetic_cohort
 from p53radiomics.metrics import calibration_summary
@@ -23,6 +25,7 @@ from p53radiomics.model_card import (
     training_model_card,
 )
 from p53radiomics.pipeline import MODEL_NAMES, branch_scores, fit_thresholds
+from tests._estimators import Contrarian
 
 SMALL = {"n_patients": 12, "voxel_scale": 3.0}
 
@@ -102,6 +105,25 @@ def test_the_printed_card_has_every_section(card):
     row = next(r for r in card["performance"] if r["model"] == "Combined model")
     assert f"{row['auc']:.3f} ({row['auc_low']:.3f}–{row['auc_high']:.3f})" in text
     assert "a synthetic cohort" in text
+
+
+def test_a_branch_the_fusion_weighs_negatively_is_a_known_limitation(cohort, card):
+    X, y, _ = cohort
+    model = make_paper_pipeline(["ltd", "rim_aphe"], spacing=(3.0, 3.0, 3.0), cv=2)
+    contrarian = make_pipeline(make_column_transformer(("passthrough", ["ltd"])), Contrarian())
+    model.set_params(
+        fusion__radiomics=contrarian, fusion__deep="drop", preprocess__n_iterations=(5, 5)
+    )
+    with pytest.warns(InvertedBranchWarning, match="'radiomics'"):
+        model.fit(X, y)
+    coefficient = model.named_steps["fusion"].final_estimator_.coef_[0, 1]
+    inverted = training_model_card(model, X, y)
+    named = [text for text in inverted["limitations"] if "negatively" in text]
+    assert len(named) == 1 and f"radiomics ({coefficient:.3g})" in named[0]
+    assert "clinical" not in named[0]
+    assert inverted["contributions"]["coefficients"]["radiomics"] == pytest.approx(coefficient)
+    assert named[0] in format_model_card(inverted)
+    assert not [text for text in card["limitations"] if "negatively" in text]
 
 
 def test_an_external_evaluation_adds_its_cohort(card):

@@ -1,10 +1,14 @@
 """StackingFusion: the study's combined model, a logistic regression over the branches' scores."""
 
+import warnings
+
 import numpy as np
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
+
+from ..exceptions import InvertedBranchWarning
 
 
 def _final_has(method):
@@ -19,7 +23,7 @@ def _final_has(method):
     return check
 
 
-__all__ = ["StackingFusion"]
+__all__ = ["StackingFusion", "negative_branch_weights"]
 
 
 class StackingFusion(StackingClassifier):
@@ -111,6 +115,44 @@ class StackingFusion(StackingClassifier):
             verbose=verbose,
         )
 
+    def fit(self, X, y, **fit_params):
+        """Fit the branches on out-of-fold splits, the final estimator on their scores, then refit
+        the branches on all of `X`.
+
+        Warns :class:`~p53radiomics.exceptions.InvertedBranchWarning` where the final estimator
+        (a linear model over one score per branch) gives a branch a negative coefficient.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Cohort table (whatever the branches take).
+        y : array-like of shape (n_patients,)
+            Labels.
+        **fit_params : dict
+            Passed to the branches and the final estimator, as
+            :meth:`sklearn.ensemble.StackingClassifier.fit` does.
+
+        Returns
+        -------
+        self : StackingFusion
+        """
+        super().fit(X, y, **fit_params)
+        negative = negative_branch_weights(self)
+        if negative:
+            listed = ", ".join(f"{name!r} ({value:.3g})" for name, value in negative.items())
+            warnings.warn(
+                f"{type(self.final_estimator_).__name__} weighs the scores of the branches "
+                f"{listed} negatively: a higher probability from them lowers the fused one. "
+                "Either their out-of-fold scores ranked the training patients against the label "
+                "(an overfit or uninformative branch, common in small cohorts: refitted on all the "
+                "training patients, an overfit branch then ranks them in reverse in the fused "
+                "model) or they overlap another branch. Check each branch's cross-validated AUC, "
+                "and drop one without signal (fusion__<branch>='drop' in the study's pipeline).",
+                InvertedBranchWarning,
+                stacklevel=2,
+            )
+        return self
+
     def get_feature_names_out(self, input_features=None):
         """Names of the stacked scores: the branch names (``"clinical"``, ...).
 
@@ -190,3 +232,27 @@ class StackingFusion(StackingClassifier):
         return self._label_encoder.inverse_transform(
             self.final_estimator_.predict(self._transform(X), **predict_params)
         )
+
+
+def negative_branch_weights(fusion):
+    """The branches a fitted fusion's final estimator weighs negatively: ``{name: coefficient}``.
+
+    Read from the final estimator's ``coef_`` where it holds one coefficient per branch (a linear
+    model over the positive class's probability of each branch, the default); empty otherwise.
+
+    Parameters
+    ----------
+    fusion : StackingFusion
+        Fitted.
+
+    Returns
+    -------
+    negative : dict of str to float
+        In the branches' order.
+    """
+    check_is_fitted(fusion, "final_estimator_")
+    names = [name for name, est in fusion.estimators if est != "drop"]
+    coef = getattr(fusion.final_estimator_, "coef_", None)
+    if coef is None or np.shape(coef) != (1, len(names)):
+        return {}
+    return {name: float(c) for name, c in zip(names, np.ravel(coef), strict=True) if c < 0}

@@ -1,17 +1,24 @@
-"""StackingFusion: out-of-fold scores for the final estimator, branch names, grid search."""
+"""StackingFusion: out-of-fold scores for the final estimator, branch names, grid search, and the
+warning on a branch weighed negatively."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import make_column_transformer
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
-from p53radiomics.fusion import StackingFusion
+from p53radiomics import InvertedBranchWarning
+from p53radiomics.fusion import StackingFusion, negative_branch_weights
+from tests._estimators import Contrarian
 
 
 def _table(n=80, seed=0):
@@ -103,3 +110,70 @@ def test_single_class_is_an_error():
     X, _ = _table()
     with pytest.raises(ValueError):
         StackingFusion([("clinical", _branch(["ltd"]))], cv=3).fit(X, np.ones(len(X)))
+
+
+# ------------------------------------------------------------ a branch the fusion weighs negatively
+
+
+def _memorizer_and_clinical(seed):
+    X, y = _table(n=30, seed=seed)
+    memorizer = _branch(["noise"], KNeighborsClassifier(n_neighbors=1))
+    fusion = StackingFusion([("memorizer", memorizer), ("clinical", _branch(["ltd", "rim_aphe"]))])
+    return fusion.set_params(cv=3), X, y
+
+
+def test_an_overfit_branch_weighed_negatively_is_warned_of_and_inverts_the_training_cohort():
+    # 30 patients: the 1-nearest-neighbour branch on noise is perfect on its training patients,
+    # and its out-of-fold scores happen to rank them against the label (seed 2)
+    fusion, X, y = _memorizer_and_clinical(seed=2)
+    with pytest.warns(InvertedBranchWarning, match=r"branches 'memorizer' \(-0\.\d+\) negatively"):
+        fusion.fit(X, y)
+    negative = negative_branch_weights(fusion)
+    assert list(negative) == ["memorizer"] and negative["memorizer"] < 0
+    assert negative["memorizer"] == fusion.final_estimator_.coef_[0, 0]
+    # what the warning is about: the refitted memorizer is perfect on the training cohort, and
+    # its negative weight ranks that cohort in reverse, below the clinical branch alone
+    clinical = fusion.named_estimators_["clinical"].predict_proba(X)[:, 1]
+    fused = fusion.predict_proba(X)[:, 1]
+    assert roc_auc_score(y, fusion.transform(X)[:, 0]) == 1.0
+    assert roc_auc_score(y, fused) < 0.5 < roc_auc_score(y, clinical)
+
+
+def test_a_branch_ranking_patients_against_the_label_is_named_alone():
+    X, y = _table()
+    fusion = StackingFusion(
+        [
+            ("clinical", _branch(["ltd", "rim_aphe"])),
+            ("contrarian", _branch(["ltd"], Contrarian())),
+        ],
+        cv=3,
+    )
+    with pytest.warns(InvertedBranchWarning, match="'contrarian'") as caught:
+        fusion.fit(X, y)
+    assert "'clinical'" not in str(caught[0].message)
+    assert list(negative_branch_weights(fusion)) == ["contrarian"]
+
+
+def test_branches_weighed_positively_are_not_warned_of():
+    X, y = _table()
+    fusion = StackingFusion(
+        [("size", _branch(["ltd"])), ("enhancement", _branch(["rim_aphe"]))], cv=3
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InvertedBranchWarning)
+        fusion.fit(X, y)
+    assert (fusion.final_estimator_.coef_ > 0).all() and negative_branch_weights(fusion) == {}
+
+
+def test_negative_branch_weights_needs_a_fitted_fusion_and_a_coefficient_per_branch():
+    X, y = _table()
+    fusion = StackingFusion(
+        [("clinical", _branch(["ltd"])), ("contrarian", _branch(["ltd"], Contrarian()))]
+    )
+    with pytest.raises(NotFittedError):
+        negative_branch_weights(fusion)
+    # a final estimator without coefficients: nothing to read, and no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InvertedBranchWarning)
+        fusion.set_params(final_estimator=GaussianNB(), cv=3).fit(X, y)
+    assert negative_branch_weights(fusion) == {}
