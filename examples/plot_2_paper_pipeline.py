@@ -120,8 +120,16 @@ branch_scores["combined"] = risk
 branch_scores.head()
 
 # %%
+# A branch weighed negatively lowers the combined probability as its own rises: on a cohort this
+# small, an overfit branch whose out-of-fold scores happened to rank the patients against the
+# label. ``fit`` then warns (``InvertedBranchWarning``) and
+# :func:`~p53radiomics.fusion.negative_branch_weights` names the branch: do not trust the combined
+# model's figures on its training cohort then (see the user guide's "How the fusion is fitted").
+from p53radiomics.fusion import negative_branch_weights
+
 weights = dict(zip(fusion.get_feature_names_out(), fusion.final_estimator_.coef_[0], strict=True))
 print("fusion weights:", {name: round(float(w), 2) for name, w in weights.items()})
+print("weighed negatively:", list(negative_branch_weights(fusion)))
 branches = fusion.named_estimators_
 print("clinical predictors kept:", list(branches["clinical"][:-1].get_feature_names_out()))
 print("radiomics features kept:", list(branches["radiomics"][:-1].get_feature_names_out()))
