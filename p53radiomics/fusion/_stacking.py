@@ -249,6 +249,35 @@ def negative_branch_weights(fusion):
     -------
     negative : dict of str to float
         In the branches' order.
+
+    Examples
+    --------
+    Thirty patients, and a branch that memorises a column of noise (one nearest neighbour): its
+    out-of-fold scores rank the patients against the label here, and the fusion weighs it
+    negatively (``fit`` warns of it).
+
+    >>> import warnings
+    >>> import pandas as pd
+    >>> from sklearn.compose import make_column_transformer
+    >>> from sklearn.datasets import make_classification
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from p53radiomics.fusion import StackingFusion, negative_branch_weights
+    >>> X, y = make_classification(n_samples=30, n_features=2, n_informative=1, n_redundant=0,
+    ...                            n_clusters_per_class=1, random_state=0)
+    >>> X = pd.DataFrame(X, columns=["ltd", "noise"])
+    >>> def branch(column, model):
+    ...     return make_pipeline(make_column_transformer(("passthrough", [column])), model)
+    >>> fusion = StackingFusion([("size", branch("ltd", LogisticRegression())),
+    ...                          ("memorizer", branch("noise", KNeighborsClassifier(1)))], cv=3)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     fusion = fusion.fit(X, y)
+    >>> [w.category.__name__ for w in caught]
+    ['InvertedBranchWarning']
+    >>> negative_branch_weights(fusion)
+    {'memorizer': -0.367...}
     """
     check_is_fitted(fusion, "final_estimator_")
     names = [name for name, est in fusion.estimators if est != "drop"]
