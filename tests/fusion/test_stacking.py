@@ -115,17 +115,13 @@ def test_single_class_is_an_error():
 # ------------------------------------------------------------ a branch the fusion weighs negatively
 
 
-def _memorizer_and_clinical(seed):
-    X, y = _table(n=30, seed=seed)
-    memorizer = _branch(["noise"], KNeighborsClassifier(n_neighbors=1))
-    fusion = StackingFusion([("memorizer", memorizer), ("clinical", _branch(["ltd", "rim_aphe"]))])
-    return fusion.set_params(cv=3), X, y
-
-
 def test_an_overfit_branch_weighed_negatively_is_warned_of_and_inverts_the_training_cohort():
     # 30 patients: the 1-nearest-neighbour branch on noise is perfect on its training patients,
     # and its out-of-fold scores happen to rank them against the label (seed 2)
-    fusion, X, y = _memorizer_and_clinical(seed=2)
+    X, y = _table(n=30, seed=2)
+    memorizer = _branch(["noise"], KNeighborsClassifier(n_neighbors=1))
+    clinical_branch = _branch(["ltd", "rim_aphe"])
+    fusion = StackingFusion([("memorizer", memorizer), ("clinical", clinical_branch)], cv=3)
     with pytest.warns(InvertedBranchWarning, match=r"branches 'memorizer' \(-0\.\d+\) negatively"):
         fusion.fit(X, y)
     negative = negative_branch_weights(fusion)
